@@ -1,0 +1,67 @@
+/**
+ * @module restrictions/state
+ * SUMMARY: the plain data the restriction engine reads (SessionState) and what it returns
+ * (Decision, plus per-transaction side effects). No sockets, no I/O: smtpd, the policy
+ * service and `greygate trace` all build a SessionState and ask the same engine.
+ * SEE ALSO: Postfix smtpd_check.c (SMTPD_STATE), SMTPD_POLICY_README attribute names.
+ */
+import type { Reply } from '../mail/reply.js';
+
+export type Stage = 'connect' | 'helo' | 'mail' | 'rcpt' | 'data' | 'end-of-data';
+
+export interface ClientInfo {
+  readonly address: string;
+  readonly port: number;
+  /** Forward-confirmed reverse name, or "unknown" (Postfix's client_name). */
+  readonly name: string;
+  /** First PTR name, not confirmed, or "unknown" (Postfix's reverse_client_name). */
+  readonly reverseName: string;
+}
+
+export interface SessionState {
+  client: ClientInfo;
+  /** HELO/EHLO argument; undefined before HELO. */
+  helo?: string;
+  protocol: 'SMTP' | 'ESMTP';
+  /** MAIL FROM address without <>; "" for the null sender; undefined before MAIL. */
+  sender?: string;
+  /** The recipient being checked at the rcpt stage (without <>). */
+  recipient?: string;
+  /** Recipients accepted so far in this transaction. */
+  recipients: string[];
+  saslUsername?: string;
+  saslMethod?: string;
+  tls: boolean;
+  /** Declared SIZE= or, at end-of-data, the real size. */
+  size?: number;
+  queueId?: string;
+  /** Constant for all recipients of one message (policy "instance"). */
+  instance: string;
+  /** The client sent commands ahead of replies where it was not allowed to. */
+  unauthPipelining: boolean;
+  /** Local port the client connected to and the service name (smtpd, submission, smtps). */
+  localPort: number;
+  service: string;
+}
+
+/** Side effects of access(5) results that do not end evaluation; they apply to the message. */
+export interface TransactionEffects {
+  hold?: { text: string; rule: string };
+  discard?: { text: string; rule: string };
+  redirect?: { address: string; rule: string };
+  filter?: { nexthop: string; rule: string };
+  bcc?: { address: string; rule: string };
+  prepend: Array<{ header: string; rule: string }>;
+  /** WARN / INFO / reject_warning lines to log. */
+  notes: Array<{ event: 'warn' | 'info' | 'reject_warning'; text: string; rule: string; stage: Stage }>;
+}
+
+export function newEffects(): TransactionEffects {
+  return { prepend: [], notes: [] };
+}
+
+export type Decision =
+  /** The stage passes (explicit or implicit permit). */
+  | { readonly kind: 'permit'; readonly rule: string | null }
+  | { readonly kind: 'reject'; readonly reply: Reply; readonly rule: string; readonly disconnect: boolean }
+  | { readonly kind: 'defer'; readonly reply: Reply; readonly rule: string; readonly disconnect: boolean };
