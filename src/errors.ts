@@ -42,10 +42,13 @@ export function formatProblem(p: Problem): string {
 export class ConfigError extends GreygateError {
   readonly file: string;
   readonly line: number;
+  /** The message without its FILE:LINE prefix. */
+  readonly detail: string;
   constructor(file: string, line: number, message: string, options?: { cause?: unknown }) {
     super('GG_CONFIG', line > 0 ? `${file}:${line}: ${message}` : `${file}: ${message}`, options);
     this.file = file;
     this.line = line;
+    this.detail = message;
   }
 }
 

@@ -178,7 +178,7 @@ export class Config {
           this.get(def.name);
       }
     } catch (err) {
-      if (err instanceof ConfigError) return err.message.replace(/^[^:]*:\d+: /, '').replace(/^[^:]*: /, '');
+      if (err instanceof ConfigError) return err.detail;
       throw err;
     }
     return null;

@@ -1,0 +1,169 @@
+/**
+ * @module smtpd/data
+ * SUMMARY: the DATA phase: stream the message into a queue writer (prepended headers and
+ * our Received: first, then the client's bytes through BareNewlineFilter), apply
+ * message_size_limit, smtpd_forbid_bare_newline and smtpd_end_of_data_restrictions, and
+ * commit. receiveMessage() resolves with the 250 text only after the queue commit has
+ * fsynced the message, so a 250 survives kill -9.
+ * DIAGNOSTICS: throws SmtpError for every refusal (logged once here); a queue I/O failure
+ * becomes "451 4.3.0 Error: queue file write error" and the partial file is removed.
+ * SEE ALSO: Postfix smtpd.c data_cmd(), cleanup(8); RFC 5321 section 4.1.1.4.
+ */
+import type { Readable } from 'node:stream';
+import { BareNewlineFilter } from './bare-newline.js';
+import { receivedHeader } from './received.js';
+import { smtpError, type SessionContext } from './session.js';
+import type { AcceptedEnvelope, SmtpdQueue, SmtpdQueueWriter } from './ports.js';
+import { reply } from '../mail/reply.js';
+
+export type DataStream = Readable & { sizeExceeded?: boolean };
+
+export interface DataOptions {
+  queue: SmtpdQueue;
+  tlsInfo: { version: string; cipher: string; bits?: number } | undefined;
+}
+
+const CRLF = Buffer.from('\r\n');
+
+export async function receiveMessage(ctx: SessionContext, stream: DataStream, opts: DataOptions): Promise<string> {
+  const { config } = ctx.runtime;
+  const s = ctx.state;
+  let writer: SmtpdQueueWriter;
+  try {
+    writer = opts.queue.createWriter();
+  } catch (err) {
+    stream.resume();
+    throw queueFailure(ctx, err);
+  }
+  ctx.queueId = s.queueId = writer.queueId;
+  const mode = config.get('smtpd_forbid_bare_newline').toLowerCase();
+  const excluded = ctx.runtime.bareNewlineExclusions(s.client.address);
+  const filter = new BareNewlineFilter(mode === 'reject' && !excluded);
+
+  let size = 0;
+  let bareLf = false;
+  let ioError: unknown = null;
+  try {
+    let head = '';
+    for (const p of ctx.effects.prepend) head += p.header.replace(/[\r\n]+/g, ' ') + '\r\n';
+    head += receivedHeader({
+      helo: s.helo,
+      clientName: s.client.name,
+      clientAddress: s.client.address,
+      myhostname: config.get('myhostname'),
+      mailName: config.get('mail_name'),
+      protocol: s.protocol + (s.tls ? 'S' : '') + (s.saslUsername ? 'A' : ''),
+      queueId: writer.queueId,
+      recipients: s.recipients,
+      tls: opts.tlsInfo,
+      saslUsername: s.saslUsername,
+    });
+    const headBuf = Buffer.from(head, 'latin1');
+    size += headBuf.length;
+    await writer.write(headBuf);
+  } catch (err) {
+    ioError = err;
+  }
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    // Keep reading after a failure: smtp-server replies only once the stream has ended.
+    if (ioError !== null || bareLf || stream.sizeExceeded) continue;
+    const out = filter.process(chunk);
+    if (out === null) {
+      bareLf = true;
+      continue;
+    }
+    size += out.length;
+    try {
+      const w = writer.write(out);
+      if (w) await w;
+    } catch (err) {
+      ioError = err;
+    }
+  }
+  if (ioError === null && !bareLf && !stream.sizeExceeded) {
+    try {
+      const tail = filter.finish();
+      if (tail.length) await writer.write(tail);
+      if (!filter.endsWithCrlf) {
+        await writer.write(CRLF);
+        size += 2;
+      }
+    } catch (err) {
+      ioError = err;
+    }
+  }
+  s.size = size;
+
+  if (stream.sizeExceeded) {
+    await writer.abort().catch(() => undefined);
+    const r = reply(552, '5.3.4', 'Message size exceeds fixed limit');
+    throw ctx.refuse('end-of-data', { kind: 'reject', reply: r, rule: 'message_size_limit', disconnect: false });
+  }
+  if (bareLf) {
+    await writer.abort().catch(() => undefined);
+    const code = Number(config.get('smtpd_forbid_bare_newline_reject_code')) || 550;
+    const r = reply(code, `${String(code)[0]}.5.2`, 'Error: bare <LF> received');
+    throw ctx.refuse('end-of-data', { kind: 'reject', reply: r, rule: 'smtpd_forbid_bare_newline', disconnect: true });
+  }
+  if (ioError !== null) {
+    await writer.abort().catch(() => undefined);
+    throw queueFailure(ctx, ioError);
+  }
+
+  const decision = await ctx.policy.checkEndOfData(s, ctx.effects);
+  ctx.flushNotes();
+  if (decision.kind !== 'permit') {
+    await writer.abort().catch(() => undefined);
+    throw ctx.refuse('end-of-data', decision);
+  }
+
+  const fx = ctx.effects;
+  const text = `2.0.0 Ok: queued as ${writer.queueId}`;
+  if (fx.discard) {
+    await writer.abort().catch(() => undefined);
+    const rec = ctx.base('discard', 'end-of-data');
+    Object.assign(rec, { to: s.recipients, size, rule: fx.discard.rule, reply: fx.discard.text });
+    rec.msg = `${writer.queueId}: discard: ${fx.discard.text}`;
+    ctx.log.event(rec);
+    return text;
+  }
+  let recipients = [...s.recipients];
+  if (fx.redirect) recipients = [fx.redirect.address];
+  if (fx.bcc && !recipients.includes(fx.bcc.address)) recipients.push(fx.bcc.address);
+  const envelope: AcceptedEnvelope = {
+    sender: s.sender ?? '',
+    recipients,
+    arrivalTime: ctx.transactionStart || Date.now(),
+    size,
+    client: { address: s.client.address, name: s.client.name, reverseName: s.client.reverseName, port: s.client.port },
+    helo: s.helo,
+    protocol: s.protocol,
+    saslUsername: s.saslUsername,
+    service: s.service,
+  };
+  if (fx.hold) envelope.holdReason = fx.hold.text;
+  if (fx.filter) envelope.filter = fx.filter.nexthop;
+  try {
+    await writer.commit(envelope, fx.hold ? 'hold' : 'incoming');
+  } catch (err) {
+    await writer.abort().catch(() => undefined);
+    throw queueFailure(ctx, err);
+  }
+  if (fx.hold) {
+    const rec = ctx.base('hold', 'end-of-data');
+    Object.assign(rec, { to: recipients, size, rule: fx.hold.rule, reply: fx.hold.text });
+    rec.msg = `${writer.queueId}: hold: ${fx.hold.text}`;
+    ctx.log.event(rec);
+  }
+  const rec = ctx.base('accept', 'end-of-data');
+  Object.assign(rec, { to: recipients, size, code: 250, status: '2.0.0', reply: `250 ${text}` });
+  if (fx.redirect) rec.rule = fx.redirect.rule;
+  rec.msg = `${writer.queueId}: from=<${envelope.sender}>, size=${size}, nrcpt=${recipients.length} (queue ${fx.hold ? 'hold' : 'incoming'})`;
+  ctx.log.event(rec);
+  return text;
+}
+
+function queueFailure(ctx: SessionContext, err: unknown) {
+  ctx.log.error(`queue file write error: ${err instanceof Error ? err.message : String(err)}`, { session: ctx.id });
+  return smtpError(reply(451, '4.3.0', 'Error: queue file write error'));
+}
