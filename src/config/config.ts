@@ -45,6 +45,16 @@ export class Config {
     this.machineDefaults.set('mynetworks', defaultMynetworks(this.get('mynetworks_style')));
   }
 
+  /**
+   * The same configuration with some parameters replaced, as master.cf `-o name=value`
+   * does for one service (e.g. submission's relay restrictions).
+   */
+  withOverrides(overrides: Readonly<Record<string, string>>): Config {
+    const entries = new Map(this.entries);
+    for (const [name, value] of Object.entries(overrides)) entries.set(name, { name, value, line: 0 });
+    return new Config(this.configDir, this.file, entries, []);
+  }
+
   /** The default text of a parameter, as `postconf -d` prints it. */
   defaultOf(name: string): string | undefined {
     const def = PARAMS.get(name);

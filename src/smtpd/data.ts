@@ -21,6 +21,9 @@ export type DataStream = Readable & { sizeExceeded?: boolean };
 export interface DataOptions {
   queue: SmtpdQueue;
   tlsInfo: { version: string; cipher: string; bits?: number } | undefined;
+  /** MAIL FROM BODY= and SMTPUTF8 (RFC 6152, RFC 6531), kept for onward delivery. */
+  bodyType: '7BIT' | '8BITMIME';
+  smtputf8: boolean;
 }
 
 const CRLF = Buffer.from('\r\n');
@@ -37,7 +40,7 @@ export async function receiveMessage(ctx: SessionContext, stream: DataStream, op
   }
   ctx.queueId = s.queueId = writer.queueId;
   const mode = config.get('smtpd_forbid_bare_newline').toLowerCase();
-  const excluded = ctx.runtime.bareNewlineExclusions(s.client.address);
+  const excluded = ctx.runtime.bareNewlineExclusions(s.client.address, s.client.name);
   const filter = new BareNewlineFilter(mode === 'reject' && !excluded);
 
   let size = 0;
@@ -140,6 +143,8 @@ export async function receiveMessage(ctx: SessionContext, stream: DataStream, op
     protocol: s.protocol,
     saslUsername: s.saslUsername,
     service: s.service,
+    bodyType: opts.bodyType,
+    smtputf8: opts.smtputf8,
   };
   if (fx.hold) envelope.holdReason = fx.hold.text;
   if (fx.filter) envelope.filter = fx.filter.nexthop;

@@ -31,6 +31,8 @@ export interface AcceptedEnvelope {
   service: string;
   holdReason?: string;
   filter?: string;
+  bodyType?: '7BIT' | '8BITMIME';
+  smtputf8?: boolean;
 }
 
 export interface SmtpdQueueWriter {
@@ -52,7 +54,8 @@ export interface SmtpdDns {
   verifiedClientName(ip: string): Promise<{ name: string; reverseName: string }>;
 }
 
-export type IpMatcher = (ip: string) => boolean;
+/** Client address (and verified name) in a namadr list such as mynetworks; lookup errors answer false. */
+export type IpMatcher = (ip: string, name?: string) => boolean;
 
 /** Everything that a reload replaces at once. A session keeps the one it started with. */
 export interface SmtpdRuntime {

@@ -82,6 +82,7 @@ export class SmtpListener {
       useXClient: true,
       xclientAllowed: (ip: string) => this.deps.runtime().xclientHosts(ip),
       hideDSN: true,
+      hideENHANCEDSTATUSCODES: false,
       hideREQUIRETLS: true,
       logger: false,
       onConnect: (session, cb) => this.hook(cb, () => this.onConnect(session as Session)),
@@ -96,7 +97,11 @@ export class SmtpListener {
       onData: (stream, session, cb) => {
         this.onData(stream as DataStream, session as Session).then(
           (text) => cb(null, text),
-          (err) => cb(toSmtpError(err, this.deps)),
+          (err) => {
+            const e = toSmtpError(err, this.deps);
+            if (e.disconnect) (session as Session & { closeAfterReply?: boolean }).closeAfterReply = true;
+            cb(e);
+          },
         );
       },
       onClose: (session) => this.onClose(session as Session),
@@ -160,7 +165,7 @@ export class SmtpListener {
     const rt = this.deps.runtime();
     const cfg = rt.config;
     const ip = session.remoteAddress;
-    if (!rt.limitExceptions(ip)) {
+    if (!rt.limitExceptions(ip, 'unknown')) {
       const over = this.limits.open(
         ip,
         cfg.int('smtpd_client_connection_count_limit'),
@@ -314,7 +319,13 @@ export class SmtpListener {
     const ctx = this.ctx(session);
     const sock = (session as unknown as { tlsOptions?: { name?: string; version?: string } | false }).tlsOptions;
     const tlsInfo = session.secure && sock ? { version: sock.version ?? 'TLS', cipher: sock.name ?? 'unknown' } : undefined;
-    const p = receiveMessage(ctx, stream, { queue: this.deps.queue, tlsInfo });
+    const env = session.envelope as { bodyType?: string; smtpUtf8?: boolean };
+    const p = receiveMessage(ctx, stream, {
+      queue: this.deps.queue,
+      tlsInfo,
+      bodyType: String(env.bodyType ?? '').toLowerCase() === '8bitmime' ? '8BITMIME' : '7BIT',
+      smtputf8: !!env.smtpUtf8,
+    });
     this.pending.add(p);
     try {
       return await p;

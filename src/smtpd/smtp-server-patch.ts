@@ -93,16 +93,17 @@ export function applySmtpServerPatch(): void {
 
   const origSend = proto.send;
   proto.send = function send(this: ConnectionInternals, code: number, data?: string | string[], context?: string | false): void {
+    let text = data;
+    let ctx = context;
     if (typeof data === 'string') {
-      if (DSN_PREFIX.test(data)) return origSend.call(this, code, data, false);
-      if (typeof context === 'string' && POSTFIX_TEXTS[context] && (data === 'Accepted' || context === 'MESSAGE_TOO_BIG')) {
-        return origSend.call(this, code, POSTFIX_TEXTS[context], context);
-      }
-      if (code === 250 && (data === 'Flushed' || data === 'OK')) return origSend.call(this, code, 'Ok', context);
+      if (DSN_PREFIX.test(data)) ctx = false;
+      else if (typeof context === 'string' && POSTFIX_TEXTS[context] && (data === 'Accepted' || context === 'MESSAGE_TOO_BIG')) text = POSTFIX_TEXTS[context];
+      else if (code === 250 && (data === 'Flushed' || data === 'OK')) text = 'Ok';
     }
-    origSend.call(this, code, data, context);
-    // smtp-server closes after 421 only; Postfix also hangs up after 521 (access(5)).
-    if (code === 521) this.close();
+    origSend.call(this, code, text, ctx);
+    // smtp-server closes after 421 only; Postfix also hangs up after 521 (access(5)) and
+    // after some refusals (bare <LF>), which a handler marks with session.closeAfterReply.
+    if (code === 521 || (code >= 400 && this.session.closeAfterReply)) this.close();
   };
 
   const origData = proto.handler_DATA as (this: ConnectionInternals, c: Buffer, cb: () => void) => void;

@@ -1,0 +1,211 @@
+/**
+ * @module gateway
+ * SUMMARY: the composition root of `greygate start`: config, tables, policy, queue, users,
+ * TLS, DNS and the SMTP listeners, wired once; the only module that imports everything.
+ * Gateway.start() refuses to start on any configuration error (every FILE:LINE problem in
+ * the GatewayStartError). reload() (SIGHUP, or a changed file) builds a whole new runtime
+ * snapshot and swaps it in one assignment; with errors the old one stays in force and the
+ * problems are logged. stop() stops accepting, lets transactions in progress finish, exits.
+ * SEE ALSO: postfix(1) reload/stop, master(8).
+ */
+import { mkdirSync } from 'node:fs';
+import { GreygateError, formatProblem, type Problem } from './errors.js';
+import { loadConfig, type Config } from './config/config.js';
+import { FileWatcher } from './config/watch.js';
+import { createMailLogger, type MailLogger } from './log/logger.js';
+import { TableCache } from './tables/open.js';
+import { createDnsClient, type DnsClient } from './dns/resolver.js';
+import { createClientNameResolver } from './dns/client-name.js';
+import { QueueStore, queueStoreOptions } from './queue/store.js';
+import { UserStore } from './mailbox/users.js';
+import { loadTlsMaterial } from './smtpd/tls.js';
+import { SmtpListener, type ServiceName } from './smtpd/server.js';
+import { ConnectionLimits } from './smtpd/limits.js';
+import type { SmtpdRuntime } from './smtpd/ports.js';
+import { compileRuntime, type CompiledRuntime } from './runtime.js';
+
+export class GatewayStartError extends GreygateError {
+  readonly problems: readonly Problem[];
+  constructor(problems: readonly Problem[]) {
+    super('GG_CONFIG', problems.map(formatProblem).join('\n'));
+    this.problems = problems;
+  }
+}
+
+export interface GatewayOptions {
+  readonly configDir: string;
+  /** Log to stdout as well as maillog_file (the daemon does). */
+  readonly stdout?: boolean;
+}
+
+
+export class Gateway {
+  private readonly opts: GatewayOptions;
+  private config: Config;
+  private runtimeSnapshot: SmtpdRuntime;
+  private readonly log: MailLogger;
+  private readonly tables: TableCache;
+  private readonly dns: DnsClient;
+  private readonly users: UserStore;
+  private readonly queue: QueueStore;
+  private readonly listeners: SmtpListener[] = [];
+  private readonly watcher: FileWatcher;
+  private reloading: Promise<void> | null = null;
+
+  private constructor(opts: GatewayOptions, config: Config, built: CompiledRuntime, deps: { log: MailLogger; tables: TableCache; dns: DnsClient; users: UserStore; queue: QueueStore }) {
+    this.opts = opts;
+    this.config = config;
+    this.runtimeSnapshot = built.runtime;
+    this.log = deps.log;
+    this.tables = deps.tables;
+    this.dns = deps.dns;
+    this.users = deps.users;
+    this.queue = deps.queue;
+    this.watcher = new FileWatcher(() => void this.reload('file change'));
+    this.watcher.setFiles(built.files);
+  }
+
+  static async start(opts: GatewayOptions): Promise<Gateway> {
+    const config = loadConfig(opts.configDir);
+    const cfgErrors = config.problems.filter((p) => p.severity === 'error');
+    if (cfgErrors.length) throw new GatewayStartError(config.problems);
+    const dataDir = config.dataDir();
+    mkdirSync(dataDir, { recursive: true });
+    const log = createMailLogger({ file: config.get('maillog_file'), stdout: opts.stdout ?? true });
+    for (const p of config.problems) log.warn(formatProblem(p), { event: 'config', rule: `${p.file}:${p.line}` });
+    const tables = new TableCache(config.configDir);
+    const users = UserStore.open(dataDir);
+    const dns = createDnsClient(config);
+    const built = compileRuntime(config, tables, dns, users);
+    const errors = built.problems.filter((p) => p.severity === 'error');
+    for (const p of built.problems) if (p.severity === 'warning') log.warn(formatProblem(p), { event: 'config' });
+    if (errors.length) {
+      users.close();
+      await log.flush();
+      throw new GatewayStartError(errors);
+    }
+    const queue = await QueueStore.open(dataDir, queueStoreOptions(config));
+    // Mail that was being delivered when the process died goes back in line (at least once).
+    const recovered = await queue.recover({ activeToIncoming: true });
+    if (recovered.requeued.length) log.info(`requeued ${recovered.requeued.length} message(s) left in active/`, { event: 'start' });
+    const gw = new Gateway(opts, config, built, { log, tables, dns, users, queue });
+    await gw.listen();
+    return gw;
+  }
+
+  private async listen(): Promise<void> {
+    const cfg = this.config;
+    const tls = await loadTlsMaterial(cfg);
+    const hosts = listenAddresses(cfg.list('inet_interfaces'));
+    const limits = new ConnectionLimits();
+    const services: Array<[ServiceName, string]> = [
+      ['smtpd', 'smtpd_port'],
+      ['submission', 'submission_port'],
+      ['smtps', 'smtps_port'],
+    ];
+    const deps = {
+      runtime: () => this.runtimeSnapshot,
+      queue: this.queue,
+      users: this.users,
+      dns: createClientNameResolver(this.dns, { system: cfg.list('dns_resolvers').length === 0, timeoutMs: cfg.time('dns_timeout') }),
+      log: this.log,
+      tls: { key: tls.key, cert: tls.cert },
+    };
+    for (const [name, param] of services) {
+      const port = cfg.int(param);
+      if (port === 0) continue;
+      for (const host of hosts) {
+        const l = new SmtpListener({ name, host, port }, deps, limits);
+        try {
+          await l.listen();
+        } catch (err) {
+          await this.closeListeners();
+          throw new GreygateError('GG_CONFIG', `${name}: cannot listen on ${host}:${port}: ${(err as Error).message}`, { cause: err });
+        }
+        this.listeners.push(l);
+      }
+    }
+    const pruner = setInterval(() => limits.prune(cfg.time('anvil_rate_time_unit')), 60_000);
+    pruner.unref();
+    this.log.event({
+      event: 'start',
+      msg: `greygate started: ${this.listeners.map((l) => `${l.spec.name}=${l.spec.host}:${l.port()}`).join(' ')}`,
+      listeners: this.listeners.map((l) => ({ service: l.spec.name, host: l.spec.host, port: l.port() })),
+      tls: tls.generated ? 'self-signed' : 'configured',
+    });
+  }
+
+  /** Rebuild config and tables; keep the old snapshot if anything is wrong. */
+  reload(reason: string): Promise<void> {
+    if (this.reloading) return this.reloading;
+    this.reloading = this.doReload(reason).finally(() => {
+      this.reloading = null;
+    });
+    return this.reloading;
+  }
+
+  private async doReload(reason: string): Promise<void> {
+    let config: Config;
+    try {
+      config = loadConfig(this.opts.configDir);
+    } catch (err) {
+      this.log.event({ event: 'reload', status: 'failed', reason, msg: `reload failed, keeping the running configuration: ${(err as Error).message}` });
+      return;
+    }
+    const errors = config.problems.filter((p) => p.severity === 'error');
+    if (errors.length) {
+      for (const p of errors) this.log.event({ event: 'config', rule: `${p.file}:${p.line}`, msg: formatProblem(p) });
+      this.log.event({ event: 'reload', status: 'failed', reason, msg: `reload failed: ${errors.length} error(s) in main.cf, keeping the running configuration` });
+      return;
+    }
+    const built = compileRuntime(config, this.tables, this.dns, this.users);
+    const bad = built.problems.filter((p) => p.severity === 'error');
+    if (bad.length) {
+      for (const p of bad) this.log.event({ event: 'config', rule: `${p.file}:${p.line}`, msg: formatProblem(p) });
+      this.log.event({ event: 'reload', status: 'failed', reason, msg: `reload failed: ${bad.length} error(s), keeping the running configuration` });
+      this.watcher.setFiles(new Set([...built.files, ...this.watchedFiles()]));
+      return;
+    }
+    this.config = config;
+    this.runtimeSnapshot = built.runtime;
+    this.watcher.setFiles(built.files);
+    this.log.event({ event: 'reload', status: 'ok', reason, msg: `reloaded configuration (${reason})` });
+  }
+
+  private watchedFiles(): string[] {
+    return [this.config.file, ...this.tables.files()];
+  }
+
+  ports(): Array<{ service: ServiceName; host: string; port: number }> {
+    return this.listeners.map((l) => ({ service: l.spec.name, host: l.spec.host, port: l.port() }));
+  }
+
+  private async closeListeners(): Promise<void> {
+    await Promise.all(this.listeners.map((l) => l.close()));
+    this.listeners.length = 0;
+  }
+
+  async stop(): Promise<void> {
+    this.watcher.close();
+    this.log.event({ event: 'stop', msg: 'greygate stopping: no new connections, finishing transactions in progress' });
+    await this.closeListeners();
+    await this.queue.close();
+    this.users.close();
+    this.log.event({ event: 'stop', msg: 'greygate stopped' });
+    await this.log.flush();
+  }
+}
+
+/** inet_interfaces -> addresses to bind. */
+export function listenAddresses(items: string[]): string[] {
+  if (items.length === 0 || items.includes('all')) return ['::'];
+  const out = new Set<string>();
+  for (const it of items) {
+    if (it === 'loopback-only') {
+      out.add('127.0.0.1');
+      continue;
+    }
+    out.add(it.replace(/^\[(.*)\]$/, '$1'));
+  }
+  return [...out];
+}
