@@ -166,8 +166,11 @@ export class Gateway {
       this.watcher.setFiles(new Set([...built.files, ...this.watchedFiles()]));
       return;
     }
+    const old = this.runtimeSnapshot;
     this.config = config;
     this.runtimeSnapshot = built.runtime;
+    // Sessions that started with the old snapshot keep using it for a while.
+    setTimeout(() => closePolicies(old), 300_000).unref();
     this.watcher.setFiles(built.files);
     this.log.event({ event: 'reload', status: 'ok', reason, msg: `reloaded configuration (${reason})` });
   }
@@ -189,6 +192,7 @@ export class Gateway {
     this.watcher.close();
     this.log.event({ event: 'stop', msg: 'greygate stopping: no new connections, finishing transactions in progress' });
     await this.closeListeners();
+    closePolicies(this.runtimeSnapshot);
     await this.queue.close();
     this.users.close();
     this.log.event({ event: 'stop', msg: 'greygate stopped' });
@@ -208,4 +212,9 @@ export function listenAddresses(items: string[]): string[] {
     out.add(it.replace(/^\[(.*)\]$/, '$1'));
   }
   return [...out];
+}
+
+/** Close the policies of a snapshot no session can start with any more. */
+function closePolicies(rt: SmtpdRuntime): void {
+  for (const p of new Set(rt.policies.values())) p.close();
 }

@@ -36,11 +36,11 @@ export function compileRuntime(config: Config, tables: TableCache, dns: DnsClien
   tables.beginGeneration();
   const openTable = (spec: string) => tables.open(spec);
   const policies = new Map<string, SmtpdPolicy>();
-  const main = compilePolicy({ config, openTable, dns, localUsers: users });
+  const main = compilePolicy({ config, openTable, dns, localUsers: users, reportTableProblems: false });
   problems.push(...main.problems);
   policies.set('smtpd', main.policy);
   const subConfig = config.withOverrides(SUBMISSION_OVERRIDES);
-  const sub = compilePolicy({ config: subConfig, openTable, dns, localUsers: users });
+  const sub = compilePolicy({ config: subConfig, openTable, dns, localUsers: users, reportTableProblems: false });
   policies.set('submission', sub.policy);
   policies.set('smtps', sub.policy);
   const list = (param: string): IpMatcher => {

@@ -16,6 +16,13 @@ export interface ClientInfo {
   readonly name: string;
   /** First PTR name, not confirmed, or "unknown" (Postfix's reverse_client_name). */
   readonly reverseName: string;
+  /**
+   * How `name` was found (DnsClient.verifiedClientName): ok, temp (DNS trouble), perm (no
+   * PTR) or forged (PTR does not map back). Absent: derived from name === "unknown" (perm).
+   */
+  readonly nameStatus?: 'ok' | 'temp' | 'perm' | 'forged';
+  /** How `reverseName` was found; absent: derived from reverseName === "unknown". */
+  readonly reverseNameStatus?: 'ok' | 'temp' | 'perm' | 'forged';
 }
 
 export interface SessionState {
@@ -42,6 +49,8 @@ export interface SessionState {
   /** Local port the client connected to and the service name (smtpd, submission, smtps). */
   localPort: number;
   service: string;
+  /** Local address the client connected to (policy server_address). */
+  localAddress?: string;
 }
 
 /** Side effects of access(5) results that do not end evaluation; they apply to the message. */
@@ -52,7 +61,11 @@ export interface TransactionEffects {
   filter?: { nexthop: string; rule: string };
   bcc?: { address: string; rule: string };
   prepend: Array<{ header: string; rule: string }>;
-  /** WARN / INFO / reject_warning lines to log. */
+  /**
+   * WARN / INFO / reject_warning lines to log. The engine's own complaints (a broken table
+   * entry, a DNS list failure that was skipped, a policy server timeout) are 'warn' notes
+   * whose text starts with "warning: ", as Postfix's msg_warn() lines do.
+   */
   notes: Array<{ event: 'warn' | 'info' | 'reject_warning'; text: string; rule: string; stage: Stage }>;
 }
 

@@ -7,7 +7,7 @@
  */
 import type { Config } from '../config/config.js';
 import type { MailLogger } from '../log/logger.js';
-import type { Decision, SessionState, TransactionEffects } from '../restrictions/state.js';
+import type { ClientInfo, Decision, SessionState, TransactionEffects } from '../restrictions/state.js';
 
 export interface SmtpdPolicy {
   checkConnect(s: SessionState, fx: TransactionEffects): Promise<Decision>;
@@ -16,6 +16,8 @@ export interface SmtpdPolicy {
   checkRcpt(s: SessionState, fx: TransactionEffects): Promise<Decision>;
   checkData(s: SessionState, fx: TransactionEffects): Promise<Decision>;
   checkEndOfData(s: SessionState, fx: TransactionEffects): Promise<Decision>;
+  /** Release what the policy holds open (policy service connections). */
+  close(): void;
 }
 
 /** The envelope handed to the queue with the message. */
@@ -51,7 +53,7 @@ export interface SmtpdUsers {
 }
 
 export interface SmtpdDns {
-  verifiedClientName(ip: string): Promise<{ name: string; reverseName: string }>;
+  verifiedClientName(ip: string): Promise<Pick<ClientInfo, 'name' | 'reverseName' | 'nameStatus' | 'reverseNameStatus'>>;
 }
 
 /** Client address (and verified name) in a namadr list such as mynetworks; lookup errors answer false. */

@@ -181,7 +181,14 @@ export class SmtpListener {
     }
     const names = await this.deps.dns.verifiedClientName(ip);
     const state: SessionState = {
-      client: { address: ip, port: session.remotePort, name: names.name, reverseName: names.reverseName },
+      client: {
+        address: ip,
+        port: session.remotePort,
+        name: names.name,
+        reverseName: names.reverseName,
+        ...(names.nameStatus ? { nameStatus: names.nameStatus } : {}),
+        ...(names.reverseNameStatus ? { reverseNameStatus: names.reverseNameStatus } : {}),
+      },
       protocol: 'SMTP',
       recipients: [],
       tls: !!session.secure,
