@@ -34,7 +34,9 @@ export interface LocalUsers {
 export function compileRuntime(config: Config, tables: TableCache, dns: DnsClient, users: LocalUsers): CompiledRuntime {
   const problems: Problem[] = [];
   tables.beginGeneration();
-  const openTable = (spec: string) => tables.open(spec);
+  // alias_maps are in aliases(5) format (postalias), also where local_recipient_maps names them.
+  const aliasSpecs = new Set(config.list('alias_maps'));
+  const openTable = (spec: string) => tables.open(spec, { aliases: aliasSpecs.has(spec) });
   const policies = new Map<string, SmtpdPolicy>();
   const main = compilePolicy({ config, openTable, dns, localUsers: users, reportTableProblems: false });
   problems.push(...main.problems);
@@ -66,7 +68,7 @@ export function compileRuntime(config: Config, tables: TableCache, dns: DnsClien
   // opened now too, so that their errors stop a start/reload like any other.
   for (const def of PARAMS.values()) {
     if (def.kind.type !== 'maps') continue;
-    for (const spec of config.list(def.name)) tables.open(spec);
+    for (const spec of config.list(def.name)) openTable(spec);
   }
   problems.push(...tables.endGeneration());
   const files = new Set<string>([config.file, ...tables.files()]);

@@ -6,6 +6,7 @@
  * 0 otherwise (warnings alone do not fail), like `postfix check`.
  * SEE ALSO: postfix(1) check, runtime.ts.
  */
+import { isAbsolute, join } from 'node:path';
 import { formatProblem, UsageError, type Problem } from '../errors.js';
 import { loadConfig } from '../config/config.js';
 import { TableCache } from '../tables/open.js';
@@ -25,7 +26,9 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   }
   const seen = new Set<string>();
   for (const p of problems) {
-    const line = formatProblem(p);
+    // Tables name their files as written in main.cf (relative to the config directory);
+    // show them from where the admin ran the command, like main.cf itself.
+    const line = formatProblem(isAbsolute(p.file) ? p : { ...p, file: join(io.configDir, p.file) });
     if (seen.has(line)) continue;
     seen.add(line);
     io.err(line + '\n');

@@ -3,7 +3,7 @@
  * SUMMARY: split Postfix-style text files into logical lines with their first line number.
  * A line starting with whitespace continues the previous logical line; empty lines and lines
  * whose first non-blank character is "#" are skipped (readlline(3) in Postfix).
- * Continuations are joined with a single space, the rest of the line kept as is.
+ * A continuation is appended as Postfix does: the newline goes, its leading whitespace stays.
  * SEE ALSO: postconf(5) "syntax", regexp_table(5), access(5).
  */
 
@@ -22,8 +22,7 @@ export function logicalLines(source: string): LogicalLine[] {
     const trimmedStart = raw.trimStart();
     if (trimmedStart === '' || trimmedStart.startsWith('#')) continue;
     if (raw.length !== trimmedStart.length && current) {
-      // Continuation: Postfix joins with one space and drops the leading whitespace.
-      current.text += ' ' + trimmedStart.trimEnd();
+      current.text += raw.trimEnd();
       continue;
     }
     if (current) out.push(current);

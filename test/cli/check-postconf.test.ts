@@ -97,7 +97,7 @@ test('postconf: -n shows main.cf, -d defaults, NAME selects, -c anywhere', async
   const dir = confDir('myhostname = mx.example.com\nrelay_domains = example.com\n  example.net\n');
   try {
     const n = await runCli(['postconf', '-n', '-c', dir]);
-    assert.equal(n.stdout, 'myhostname = mx.example.com\nrelay_domains = example.com example.net\n');
+    assert.equal(n.stdout, 'myhostname = mx.example.com\nrelay_domains = example.com  example.net\n');
     const d = await runCli(['-c', dir, 'postconf', '-d', 'smtpd_relay_restrictions', 'greylist_delay', 'mydestination']);
     assert.equal(d.stdout, 'smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination\ngreylist_delay = 300s\nmydestination = $myhostname, localhost.$mydomain, localhost\n');
     const x = await runCli(['postconf', '-x', 'mydestination', '-c', dir]);

