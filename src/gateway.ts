@@ -9,6 +9,8 @@
  * SEE ALSO: postfix(1) reload/stop, master(8).
  */
 import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { acquirePidLock, PidLockError } from './util/pid-lock.js';
 import { GreygateError, formatProblem, type Problem } from './errors.js';
 import { loadConfig, type Config } from './config/config.js';
 import { FileWatcher } from './config/watch.js';
@@ -52,7 +54,10 @@ export class Gateway {
   private readonly watcher: FileWatcher;
   private reloading: Promise<void> | null = null;
 
-  private constructor(opts: GatewayOptions, config: Config, built: CompiledRuntime, deps: { log: MailLogger; tables: TableCache; dns: DnsClient; users: UserStore; queue: QueueStore }) {
+  private readonly releaseLock: () => void;
+
+  private constructor(opts: GatewayOptions, config: Config, built: CompiledRuntime, deps: { log: MailLogger; tables: TableCache; dns: DnsClient; users: UserStore; queue: QueueStore; release: () => void }) {
+    this.releaseLock = deps.release;
     this.opts = opts;
     this.config = config;
     this.runtimeSnapshot = built.runtime;
@@ -71,6 +76,13 @@ export class Gateway {
     if (cfgErrors.length) throw new GatewayStartError(config.problems);
     const dataDir = config.dataDir();
     mkdirSync(dataDir, { recursive: true });
+    let release: () => void;
+    try {
+      release = acquirePidLock(join(dataDir, 'greygate.pid'));
+    } catch (err) {
+      if (err instanceof PidLockError) throw new GreygateError('GG_CONFIG', `data_directory ${dataDir} is in use by another greygate (pid ${err.pid}): the mail system is already running`);
+      throw err;
+    }
     const log = createMailLogger({ file: config.get('maillog_file'), stdout: opts.stdout ?? true });
     for (const p of config.problems) log.warn(formatProblem(p), { event: 'config', rule: `${p.file}:${p.line}` });
     const tables = new TableCache(config.configDir);
@@ -81,6 +93,7 @@ export class Gateway {
     for (const p of built.problems) if (p.severity === 'warning') log.warn(formatProblem(p), { event: 'config' });
     if (errors.length) {
       users.close();
+      release();
       await log.flush();
       throw new GatewayStartError(errors);
     }
@@ -88,8 +101,15 @@ export class Gateway {
     // Mail that was being delivered when the process died goes back in line (at least once).
     const recovered = await queue.recover({ activeToIncoming: true });
     if (recovered.requeued.length) log.info(`requeued ${recovered.requeued.length} message(s) left in active/`, { event: 'start' });
-    const gw = new Gateway(opts, config, built, { log, tables, dns, users, queue });
-    await gw.listen();
+    const gw = new Gateway(opts, config, built, { log, tables, dns, users, queue, release });
+    try {
+      await gw.listen();
+    } catch (err) {
+      await queue.close();
+      users.close();
+      release();
+      throw err;
+    }
     return gw;
   }
 
@@ -195,6 +215,7 @@ export class Gateway {
     closePolicies(this.runtimeSnapshot);
     await this.queue.close();
     this.users.close();
+    this.releaseLock();
     this.log.event({ event: 'stop', msg: 'greygate stopped' });
     await this.log.flush();
   }

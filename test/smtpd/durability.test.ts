@@ -50,3 +50,19 @@ test('SIGTERM drains: the gateway stops with status 0', async () => {
     gw.cleanup();
   }
 });
+
+test('a second gateway on the same data_directory refuses to start', async () => {
+  const gw = await startGateway();
+  try {
+    const r = await gw.cli(['start']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /is in use by another greygate \(pid \d+\): the mail system is already running/);
+    // The first one still works.
+    const c = await SmtpClient.connect(gw.port);
+    assert.equal((await c.cmd('EHLO client.example')).code, 250);
+    c.close();
+  } finally {
+    await gw.stop();
+    gw.cleanup();
+  }
+});

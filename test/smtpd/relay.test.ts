@@ -204,3 +204,21 @@ test('connection count limit: 421 4.7.0 for the connection over the limit', asyn
     other.cleanup();
   }
 });
+
+test('postscreen_greet_wait: a client that talks before the greeting is refused', async () => {
+  const other = await startGateway({ params: { postscreen_greet_wait: '1s' } });
+  try {
+    const c = await SmtpClient.connect(other.port, { waitGreeting: false });
+    c.write('EHLO early.example\r\n');
+    const r = await c.read();
+    assert.match(r.raw, /^421 .*You talk too soon/);
+    // A patient client is greeted normally.
+    const ok = await SmtpClient.connect(other.port);
+    assert.equal(ok.greeting.code, 220);
+    ok.close();
+    c.close();
+  } finally {
+    await other.stop();
+    other.cleanup();
+  }
+});
