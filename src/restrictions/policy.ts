@@ -44,7 +44,8 @@ import {
   type Status,
   type Where,
 } from './evaluate.js';
-import { buildRegistry, compileList, failing, splitRestrictions, type CompileCtx, type Env, type ListCompiler, type Registry } from './registry.js';
+import { splitList } from '../config/expand.js';
+import { buildRegistry, compileList, failing, type CompileCtx, type Env, type ListCompiler, type Registry } from './registry.js';
 import { ACCESS_RESTRICTIONS, accessCheck } from './access.js';
 import { ADDRESS_RESTRICTIONS, checkRecipientRcptMaps, checkSenderRcptMaps } from './address.js';
 import { CLIENT_RESTRICTIONS } from './client.js';
@@ -314,7 +315,7 @@ export function compilePolicy(deps: PolicyDeps): { policy: Policy; problems: Pro
       if (!list) {
         // Problems in a table's right-hand side surface at run time (warning + 4.3.5).
         const sink: Problem[] = [];
-        list = compileList(splitRestrictions(value), lc, ctxFor(sink, 0));
+        list = compileList(splitList(value), lc, ctxFor(sink, 0));
         if (rhsCache.size >= 1000) rhsCache.clear();
         rhsCache.set(value, list);
       }
@@ -340,7 +341,7 @@ export function compilePolicy(deps: PolicyDeps): { policy: Policy; problems: Pro
       problems.push({ file, line: config.lineOf('smtpd_restriction_classes'), severity: 'error', message: `restriction class \`${name}' needs a definition` });
       continue;
     }
-    classTokens.set(name, splitRestrictions(value));
+    classTokens.set(name, splitList(value));
   }
   const classCompiled = new Map<string, CompiledList>();
   const classBusy = new Set<string>();
@@ -414,7 +415,7 @@ export function compilePolicy(deps: PolicyDeps): { policy: Policy; problems: Pro
   };
   for (const key of Object.keys(LIST_PARAMS) as ListName[]) {
     const param = LIST_PARAMS[key];
-    const tokens = splitRestrictions(config.get(param));
+    const tokens = splitList(config.get(param));
     listTokens[key] = tokens;
     currentListClass = LIST_CLASSES[key];
     lists[key] = compileList(tokens, lc, ctxFor(problems, config.lineOf(param)));

@@ -157,21 +157,3 @@ function runNested(ev: Parameters<RunFn>[0], list: CompiledList, fr: Parameters<
   return genericChecks(ev, list, fr);
 }
 
-/** Split a restriction list as Postfix does: commas/whitespace, {...} groups kept whole. */
-export function splitRestrictions(value: string): string[] {
-  const items: string[] = [];
-  let cur = '';
-  let level = 0;
-  for (const c of value) {
-    if (c === '{') level++;
-    else if (c === '}' && level > 0) level--;
-    if (level === 0 && (c === ',' || c === ' ' || c === '\t' || c === '\n' || c === '\r')) {
-      if (cur) items.push(cur);
-      cur = '';
-      continue;
-    }
-    cur += c;
-  }
-  if (cur) items.push(cur);
-  return items;
-}

@@ -7,18 +7,11 @@
  */
 import type { Config } from '../config/config.js';
 import type { MailLogger } from '../log/logger.js';
-import type { ClientInfo, Decision, SessionState, TransactionEffects } from '../restrictions/state.js';
+import type { ClientInfo } from '../restrictions/state.js';
+import type { Policy } from '../restrictions/policy.js';
 
-export interface SmtpdPolicy {
-  checkConnect(s: SessionState, fx: TransactionEffects): Promise<Decision>;
-  checkHelo(s: SessionState, fx: TransactionEffects): Promise<Decision>;
-  checkMail(s: SessionState, fx: TransactionEffects): Promise<Decision>;
-  checkRcpt(s: SessionState, fx: TransactionEffects): Promise<Decision>;
-  checkData(s: SessionState, fx: TransactionEffects): Promise<Decision>;
-  checkEndOfData(s: SessionState, fx: TransactionEffects): Promise<Decision>;
-  /** Release what the policy holds open (policy service connections). */
-  close(): void;
-}
+/** The restriction engine, as the listener sees it. */
+export type SmtpdPolicy = Policy;
 
 /** The envelope handed to the queue with the message. */
 export interface AcceptedEnvelope {
