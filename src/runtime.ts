@@ -15,6 +15,8 @@ import type { TableCache } from './tables/open.js';
 import { compilePolicy } from './restrictions/policy.js';
 import { compileNetworkList, type NetworkList } from './mail/mynetworks.js';
 import type { DnsClient } from './dns/resolver.js';
+import type { PolicyClient } from './restrictions/policy-client.js';
+import { compileChecks } from './checks/compile.js';
 import type { IpMatcher, SmtpdPolicy, SmtpdRuntime } from './smtpd/ports.js';
 
 // master.cf's submission/smtps examples: only authenticated clients may send.
@@ -31,18 +33,25 @@ export interface LocalUsers {
   exists(name: string): boolean;
 }
 
-export function compileRuntime(config: Config, tables: TableCache, dns: DnsClient, users: LocalUsers): CompiledRuntime {
+/** What an offline caller (`greygate trace`) substitutes for the daemon's own I/O. */
+export interface RuntimeOptions {
+  /** check_policy_service connections; default: real TCP/UNIX sockets. */
+  policyClient?(endpoint: string): PolicyClient;
+}
+
+export function compileRuntime(config: Config, tables: TableCache, dns: DnsClient, users: LocalUsers, options: RuntimeOptions = {}): CompiledRuntime {
   const problems: Problem[] = [];
   tables.beginGeneration();
   // alias_maps are in aliases(5) format (postalias), also where local_recipient_maps names them.
   const aliasSpecs = new Set(config.list('alias_maps'));
   const openTable = (spec: string) => tables.open(spec, { aliases: aliasSpecs.has(spec) });
   const policies = new Map<string, SmtpdPolicy>();
-  const main = compilePolicy({ config, openTable, dns, localUsers: users, reportTableProblems: false });
+  const extra = options.policyClient ? { policyClient: options.policyClient } : {};
+  const main = compilePolicy({ config, openTable, dns, localUsers: users, reportTableProblems: false, ...extra });
   problems.push(...main.problems);
   policies.set('smtpd', main.policy);
   const subConfig = config.withOverrides(SUBMISSION_OVERRIDES);
-  const sub = compilePolicy({ config: subConfig, openTable, dns, localUsers: users, reportTableProblems: false });
+  const sub = compilePolicy({ config: subConfig, openTable, dns, localUsers: users, reportTableProblems: false, ...extra });
   policies.set('submission', sub.policy);
   policies.set('smtps', sub.policy);
   const list = (param: string): IpMatcher => {
@@ -56,9 +65,12 @@ export function compileRuntime(config: Config, tables: TableCache, dns: DnsClien
     problems.push(...p);
     return matcher(l);
   };
+  // Table problems of the check lists are reported by the TableCache generation below.
+  const checks = compileChecks(config, openTable);
   const runtime: SmtpdRuntime = {
     config,
     policies,
+    checks,
     mynetworks: list('mynetworks'),
     bareNewlineExclusions: list('smtpd_forbid_bare_newline_exclusions'),
     xclientHosts: list('smtpd_authorized_xclient_hosts'),

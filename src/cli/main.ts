@@ -20,6 +20,7 @@ const COMMANDS: ReadonlyMap<string, Loader> = new Map<string, Loader>([
   ['postqueue', () => import('./postqueue.js')],
   ['postsuper', () => import('./postsuper.js')],
   ['user', () => import('./user.js')],
+  ['trace', () => import('./trace.js')],
 ]);
 
 const USAGE = `usage: greygate <command> [-c CONFIG_DIR] [args...]

@@ -66,6 +66,9 @@ const DEFS: ParamDef[] = [
   { name: 'body_checks', default: '', kind: M, doc: 'regexp tables applied to body lines' },
   { name: 'body_checks_size_limit', default: '51200', kind: Z, doc: 'bytes of each MIME part inspected by body_checks' },
   { name: 'header_size_limit', default: '102400', kind: Z, doc: 'longest logical header kept' },
+  { name: 'mime_nesting_limit', default: '100', kind: I, doc: 'deepest MIME nesting inspected; deeper mail is rejected when header checks are on' },
+  { name: 'mime_boundary_length_limit', default: '2048', kind: I, doc: 'longest MIME boundary recognised' },
+  { name: 'disable_mime_input_processing', default: 'no', kind: B, doc: 'treat the message as one header block and one body, as Postfix does with this set' },
   { name: 'line_length_limit', default: '2048', kind: I, doc: 'longer lines are processed in chunks of this size' },
 
   // smtpd restrictions.

@@ -11,7 +11,7 @@
  * SEE ALSO: access(5); Postfix smtpd_check.c check_table_result(), check_access(),
  * check_domain_access(), check_addr_access(), check_namadr_access(), check_mail_access().
  */
-import type { Table } from '../tables/table.js';
+import type { LookupResult, Table } from '../tables/table.js';
 import { addressKeys, hostKeys, lookupKey, mailKeys, type AccessKey } from '../mail/access-keys.js';
 import {
   CLASS_CLIENT,
@@ -188,14 +188,23 @@ const NOT_FOUND: Search = { found: false, status: DUNNO };
 
 /** Search KEYS; a hit goes through checkTableResult(), a lookup error is a 4.3.5 reply. */
 export function searchAccess(ev: Eval, env: Env, table: Table, keys: readonly AccessKey[], datum: string, fr: Frame): Search {
+  const onStep = ev.s.onStep;
   for (let i = 0; i < keys.length; i++) {
     const r = lookupKey(table, keys[i]!);
+    if (onStep) traceLookup(ev, onStep, table.spec, keys[i]!.key, r);
     if (r.kind === 'miss') continue;
     if (r.kind === 'hit') return { found: true, status: checkTableResult(ev, env, table.spec, r.value, datum, r.source, fr) };
     ev.note('warning', `${table.spec}: table lookup problem: ${r.error.message}`);
     return { found: true, status: checkTableResult(ev, env, table.spec, '451 4.3.5 Server configuration error', datum, ev.rule, fr) };
   }
   return NOT_FOUND;
+}
+
+function traceLookup(ev: Eval, onStep: NonNullable<Eval['s']['onStep']>, table: string, key: string, r: LookupResult): void {
+  const base = { type: 'lookup', stage: ev.stage, depth: ev.recursion, table, key } as const;
+  if (r.kind === 'hit') onStep({ ...base, result: 'hit', value: r.value, source: r.source });
+  else if (r.kind === 'miss') onStep({ ...base, result: 'miss' });
+  else onStep({ ...base, result: 'error', error: r.error.message });
 }
 
 /** check_namadr_access(): the host name (and parents), then the address (and truncations). */

@@ -263,6 +263,16 @@ export function dsnFix(status: string, replyClass: string): string {
   return '4.0.0';
 }
 
+function traceStep(ev: Eval, onStep: NonNullable<SessionState['onStep']>, name: string, status: Status): void {
+  if (status === REJECT) {
+    onStep({ type: 'restriction', stage: ev.stage, depth: ev.recursion, name, result: 'reject', rule: ev.replyRule, ...(ev.reply ? { reply: ev.reply } : {}) });
+  } else if (status === OK) {
+    onStep({ type: 'restriction', stage: ev.stage, depth: ev.recursion, name, result: 'ok', rule: ev.permitRule ?? ev.rule });
+  } else {
+    onStep({ type: 'restriction', stage: ev.stage, depth: ev.recursion, name, result: 'dunno', rule: ev.rule });
+  }
+}
+
 function isThenable(x: RunResult): x is Promise<Status> {
   return typeof x === 'object' && x !== null;
 }
@@ -273,6 +283,9 @@ function isThenable(x: RunResult): x is Promise<Status> {
  */
 export async function genericChecks(ev: Eval, list: CompiledList, fr: Frame): Promise<Status> {
   const savedRecursion = ev.recursion++;
+  // Tracing only (greygate trace); the daemon never sets it.
+  const onStep = ev.s.onStep;
+  if (onStep) onStep({ type: 'list', stage: ev.stage, depth: ev.recursion, replyClass: fr.replyClass, replyName: fr.replyName, names: list.map((x) => x.name) });
   let status: Status = DUNNO;
   for (let i = 0; i < list.length; i++) {
     if (ev.fx.discard) break;
@@ -284,6 +297,7 @@ export async function genericChecks(ev: Eval, list: CompiledList, fr: Frame): Pr
     if (!ev.ruleLocked) ev.rule = item.name;
     const r = item.run(ev, fr);
     status = isThenable(r) ? await r : r;
+    if (onStep) traceStep(ev, onStep, item.name, status);
     if (ev.warnIfReject >= ev.recursion) ev.warnIfReject = 0;
     if (status !== DUNNO) break;
     if (ev.deferIfPermit && ev.deferIfReject) break;

@@ -51,7 +51,52 @@ export interface SessionState {
   service: string;
   /** Local address the client connected to (policy server_address). */
   localAddress?: string;
+  /**
+   * Optional observer of every restriction step (`greygate trace`). Absent in the daemon:
+   * the engine then only reads this property once per list walked and per table searched.
+   */
+  onStep?: (step: RestrictionStep) => void;
 }
+
+/**
+ * What the restriction engine reports to SessionState.onStep, in evaluation order:
+ *   list         a restriction list (or a class, or a table's right-hand side) is entered;
+ *                depth 1 is a top-level smtpd_*_restrictions list
+ *   restriction  one restriction was evaluated: its name as written, the status it returned
+ *                and the provenance (FILE:LINE of a table entry, or the restriction name)
+ *   lookup       one access(5) key was looked up in a check_*_access table
+ */
+export type RestrictionStep =
+  | {
+      readonly type: 'list';
+      readonly stage: Stage;
+      readonly depth: number;
+      readonly replyClass: string;
+      readonly replyName: string;
+      readonly names: readonly string[];
+    }
+  | {
+      readonly type: 'restriction';
+      readonly stage: Stage;
+      readonly depth: number;
+      readonly name: string;
+      readonly result: 'dunno' | 'ok' | 'reject';
+      readonly rule: string;
+      /** The reply, when result is 'reject' (a 4xx reply is a deferral). */
+      readonly reply?: Reply;
+    }
+  | {
+      readonly type: 'lookup';
+      readonly stage: Stage;
+      readonly depth: number;
+      readonly table: string;
+      readonly key: string;
+      readonly result: 'hit' | 'miss' | 'error';
+      readonly value?: string;
+      /** FILE:LINE of the entry that matched. */
+      readonly source?: string;
+      readonly error?: string;
+    };
 
 /** Side effects of access(5) results that do not end evaluation; they apply to the message. */
 export interface TransactionEffects {

@@ -1,9 +1,9 @@
 /**
  * @module smtpd/data
  * SUMMARY: the DATA phase: stream the message into a queue writer (prepended headers and
- * our Received: first, then the client's bytes through BareNewlineFilter), apply
- * message_size_limit, smtpd_forbid_bare_newline and smtpd_end_of_data_restrictions, and
- * commit. receiveMessage() resolves with the 250 text only after the queue commit has
+ * our Received: first, then the client's bytes through BareNewlineFilter and, when any are
+ * configured, header/body checks), apply message_size_limit, smtpd_forbid_bare_newline,
+ * smtpd_end_of_data_restrictions and the content verdict, and commit. receiveMessage() resolves with the 250 text only after the queue commit has
  * fsynced the message, so a 250 survives kill -9.
  * DIAGNOSTICS: throws SmtpError for every refusal (logged once here); a queue I/O failure
  * becomes "451 4.3.0 Error: queue file write error" and the partial file is removed.
@@ -14,7 +14,9 @@ import { BareNewlineFilter } from './bare-newline.js';
 import { receivedHeader } from './received.js';
 import { smtpError, type SessionContext } from './session.js';
 import type { AcceptedEnvelope, SmtpdQueue, SmtpdQueueWriter } from './ports.js';
-import { reply } from '../mail/reply.js';
+import { formatReply, reply, type Reply } from '../mail/reply.js';
+import { ContentFilter, type ContentOutcome } from '../checks/content-filter.js';
+import { formatActLog } from '../checks/actions.js';
 
 export type DataStream = Readable & { sizeExceeded?: boolean };
 
@@ -42,6 +44,15 @@ export async function receiveMessage(ctx: SessionContext, stream: DataStream, op
   const mode = config.get('smtpd_forbid_bare_newline').toLowerCase();
   const excluded = ctx.runtime.bareNewlineExclusions(s.client.address, s.client.name);
   const filter = new BareNewlineFilter(mode === 'reject' && !excluded);
+  // Only the client's bytes are inspected: our Received: and access-map PREPENDs are not.
+  const content = ctx.runtime.checks.active ? new ContentFilter(ctx.runtime.checks) : null;
+  const store = async (bufs: Buffer[]): Promise<void> => {
+    for (const b of bufs) {
+      size += b.length;
+      const w = writer.write(b);
+      if (w) await w;
+    }
+  };
 
   let size = 0;
   let bareLf = false;
@@ -61,9 +72,7 @@ export async function receiveMessage(ctx: SessionContext, stream: DataStream, op
       tls: opts.tlsInfo,
       saslUsername: s.saslUsername,
     });
-    const headBuf = Buffer.from(head, 'latin1');
-    size += headBuf.length;
-    await writer.write(headBuf);
+    await store([Buffer.from(head, 'latin1')]);
   } catch (err) {
     ioError = err;
   }
@@ -75,22 +84,23 @@ export async function receiveMessage(ctx: SessionContext, stream: DataStream, op
       bareLf = true;
       continue;
     }
-    size += out.length;
     try {
-      const w = writer.write(out);
-      if (w) await w;
+      await store(content ? content.write(out) : [out]);
     } catch (err) {
       ioError = err;
     }
   }
+  let outcome: ContentOutcome | null = null;
   if (ioError === null && !bareLf && !stream.sizeExceeded) {
     try {
       const tail = filter.finish();
-      if (tail.length) await writer.write(tail);
-      if (!filter.endsWithCrlf) {
-        await writer.write(CRLF);
-        size += 2;
-      }
+      const last = filter.endsWithCrlf ? [tail] : [tail, CRLF];
+      if (content) {
+        const bufs = last.flatMap((b) => (b.length ? content.write(b) : []));
+        const end = content.end();
+        outcome = end.outcome;
+        await store([...bufs, ...end.tail]);
+      } else await store(last.filter((b) => b.length > 0));
     } catch (err) {
       ioError = err;
     }
@@ -113,6 +123,9 @@ export async function receiveMessage(ctx: SessionContext, stream: DataStream, op
     throw queueFailure(ctx, ioError);
   }
 
+  // cleanup logs its header/body decisions as the message streams, before end-of-data.
+  if (outcome) logContentDecisions(ctx, outcome, size);
+
   const decision = await ctx.policy.checkEndOfData(s, ctx.effects);
   ctx.flushNotes();
   if (decision.kind !== 'permit') {
@@ -122,17 +135,40 @@ export async function receiveMessage(ctx: SessionContext, stream: DataStream, op
 
   const fx = ctx.effects;
   const text = `2.0.0 Ok: queued as ${writer.queueId}`;
+  // Decisions that came from the content were logged with their rule already.
+  let loggedDiscard = false;
+  let loggedHold = false;
+  if (outcome) {
+    // smtpd's end-of-data order: discard, then content reject, then a failed lookup.
+    if (outcome.discard && !fx.discard) {
+      fx.discard = { text: outcome.discard.text, rule: outcome.discard.rule };
+      loggedDiscard = true;
+    } else if (!outcome.discard && (outcome.reject || outcome.error)) {
+      await writer.abort().catch(() => undefined);
+      throw smtpError((outcome.reject ?? outcome.error)!.reply);
+    }
+    // Access-map HOLD/REDIRECT/FILTER reach cleanup after the content: they win.
+    if (outcome.hold && !fx.hold) {
+      fx.hold = { text: outcome.hold.text, rule: outcome.hold.rule };
+      loggedHold = true;
+    }
+    if (outcome.redirect && !fx.redirect) fx.redirect = outcome.redirect;
+    if (outcome.filter && !fx.filter) fx.filter = outcome.filter;
+  }
   if (fx.discard) {
     await writer.abort().catch(() => undefined);
-    const rec = ctx.base('discard', 'end-of-data');
-    Object.assign(rec, { to: s.recipients, size, rule: fx.discard.rule, reply: fx.discard.text });
-    rec.msg = `${writer.queueId}: discard: ${fx.discard.text}`;
-    ctx.log.event(rec);
+    if (!loggedDiscard) {
+      const rec = ctx.base('discard', 'end-of-data');
+      Object.assign(rec, { to: s.recipients, size, rule: fx.discard.rule, reply: fx.discard.text });
+      rec.msg = `${writer.queueId}: discard: ${fx.discard.text}`;
+      ctx.log.event(rec);
+    }
     return text;
   }
   let recipients = [...s.recipients];
   if (fx.redirect) recipients = [fx.redirect.address];
-  if (fx.bcc && !recipients.includes(fx.bcc.address)) recipients.push(fx.bcc.address);
+  const bcc = [...(fx.bcc ? [fx.bcc] : []), ...(outcome?.bcc ?? [])];
+  for (const b of bcc) if (!recipients.includes(b.address)) recipients.push(b.address);
   const envelope: AcceptedEnvelope = {
     sender: s.sender ?? '',
     recipients,
@@ -154,7 +190,7 @@ export async function receiveMessage(ctx: SessionContext, stream: DataStream, op
     await writer.abort().catch(() => undefined);
     throw queueFailure(ctx, err);
   }
-  if (fx.hold) {
+  if (fx.hold && !loggedHold) {
     const rec = ctx.base('hold', 'end-of-data');
     Object.assign(rec, { to: recipients, size, rule: fx.hold.rule, reply: fx.hold.text });
     rec.msg = `${writer.queueId}: hold: ${fx.hold.text}`;
@@ -166,6 +202,57 @@ export async function receiveMessage(ctx: SessionContext, stream: DataStream, op
   rec.msg = `${writer.queueId}: from=<${envelope.sender}>, size=${size}, nrcpt=${recipients.length} (queue ${fx.hold ? 'hold' : 'incoming'})`;
   ctx.log.event(rec);
   return text;
+}
+
+/**
+ * One log record per content decision Postfix would log (cleanup_act_log), with the rule's
+ * FILE:LINE and the matched header or line; a REJECT record carries the reply sent.
+ */
+function logContentDecisions(ctx: SessionContext, outcome: ContentOutcome, size: number): void {
+  const s = ctx.state;
+  const origin = ctx.clientLabel();
+  for (const w of outcome.warnings) {
+    const rec = ctx.base('warn', 'end-of-data');
+    rec.msg = `warning: ${w.message}`;
+    if (w.rule) rec.rule = w.rule;
+    ctx.log.event(rec);
+  }
+  for (const d of outcome.decisions) {
+    if (!d.logged) continue;
+    const rec = ctx.base(d.event, 'end-of-data');
+    rec.to = s.recipients.length === 1 ? s.recipients[0]! : [...s.recipients];
+    rec.rule = d.rule;
+    rec.check = d.table;
+    rec.where = d.where;
+    rec.matched = d.matched;
+    rec.size = size;
+    if (d.text) rec.text = d.text;
+    let r: Reply | undefined;
+    if ((d.event === 'reject' || d.event === 'defer') && outcome.reject && outcome.reject.rule === d.rule) r = outcome.reject.reply;
+    if (r) {
+      rec.code = r.code;
+      rec.status = r.status;
+      rec.reply = formatReply(r);
+    }
+    rec.msg = formatActLog(d, {
+      queueId: ctx.queueId ?? 'NOQUEUE',
+      origin,
+      sender: s.sender ?? '',
+      ...(s.recipients.length === 1 ? { recipient: s.recipients[0]! } : {}),
+      protocol: s.protocol,
+      ...(s.helo !== undefined ? { helo: s.helo } : {}),
+    });
+    ctx.log.event(rec);
+  }
+  if (outcome.error && !outcome.reject && !outcome.discard) {
+    const rec = ctx.base('defer', 'end-of-data');
+    rec.rule = outcome.error.table;
+    rec.code = outcome.error.reply.code;
+    rec.status = outcome.error.reply.status;
+    rec.reply = formatReply(outcome.error.reply);
+    rec.msg = `${ctx.queueId}: warning: ${outcome.error.table} map lookup problem -- message not accepted, try again later: ${outcome.error.error.message}`;
+    ctx.log.event(rec);
+  }
 }
 
 function queueFailure(ctx: SessionContext, err: unknown) {

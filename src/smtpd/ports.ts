@@ -9,6 +9,7 @@ import type { Config } from '../config/config.js';
 import type { MailLogger } from '../log/logger.js';
 import type { ClientInfo } from '../restrictions/state.js';
 import type { Policy } from '../restrictions/policy.js';
+import type { CompiledChecks } from '../checks/compile.js';
 
 /** The restriction engine, as the listener sees it. */
 export type SmtpdPolicy = Policy;
@@ -57,6 +58,8 @@ export interface SmtpdRuntime {
   readonly config: Config;
   /** Policy per service name ("smtpd", "submission", "smtps"). */
   readonly policies: ReadonlyMap<string, SmtpdPolicy>;
+  /** header_checks, mime_header_checks, nested_header_checks, body_checks. */
+  readonly checks: CompiledChecks;
   readonly mynetworks: IpMatcher;
   readonly bareNewlineExclusions: IpMatcher;
   readonly xclientHosts: IpMatcher;
