@@ -11,12 +11,10 @@
  * before any check.
  * SEE ALSO: postconf(5) mynetworks, Postfix mynetworks.c, match_list.c, match_ops.c.
  */
-import { readFileSync } from 'node:fs';
 import ipaddr from 'ipaddr.js';
 import type { Problem } from '../errors.js';
 import type { Table } from '../tables/table.js';
-import { logicalLines } from '../util/line-reader.js';
-import { splitList } from '../config/expand.js';
+import { compileMatchList, hostnameMatch, type MatchListOptions } from './match-list.js';
 import { hostKeys, lookupKey } from './access-keys.js';
 
 /** "::ffff:1.2.3.4" → "1.2.3.4"; any other address in its canonical printed form. */
@@ -36,23 +34,10 @@ export interface NetworkList {
   match(addr: string, name: string): boolean | 'error';
 }
 
-type Matcher = (addr: string, parsed: ipaddr.IPv4 | ipaddr.IPv6 | null, name: string) => boolean | 'error';
-
-interface Entry {
-  readonly negate: boolean;
-  readonly test: Matcher;
-}
-
-export interface NetworkListOptions {
-  /** Parameter name and where it is set, for Problems. */
-  readonly param: string;
-  readonly file: string;
-  readonly line: number;
+export interface NetworkListOptions extends MatchListOptions {
   /** The parameter is listed in parent_domain_matches_subdomains. */
   readonly parentMatches: boolean;
   openTable(spec: string): Table;
-  /** Reads /file/name entries; defaults to readFileSync. */
-  readFile?(path: string): string;
 }
 
 function parseAddr(addr: string): ipaddr.IPv4 | ipaddr.IPv6 | null {
@@ -93,97 +78,41 @@ function isTableSpec(item: string): boolean {
 /** Compile a namadr_list such as mynetworks. Unusable patterns become Problems and never match. */
 export function compileNetworkList(items: readonly string[], opts: NetworkListOptions): { list: NetworkList; problems: Problem[] } {
   const problems: Problem[] = [];
-  const entries: Entry[] = [];
-  const readFile = opts.readFile ?? ((p: string) => readFileSync(p, 'utf8'));
-  const problem = (message: string): void => {
-    problems.push({ file: opts.file, line: opts.line, severity: 'error', message: `${opts.param}: ${message}` });
-  };
-
-  const add = (raw: string, negated: boolean, depth: number): void => {
-    let negate = negated;
-    let item = raw;
-    while (item.startsWith('!')) {
-      negate = !negate;
-      item = item.slice(1);
-    }
-    if (item === '') {
-      problem(`no pattern after '!'`);
-      return;
-    }
-    if (item.startsWith('/')) {
-      let text: string;
-      try {
-        text = readFile(item);
-      } catch (err) {
-        problem(`open file ${item}: ${(err as Error).message}`);
-        // The list is unusable: fail closed on every lookup that reaches this entry.
-        entries.push({ negate, test: () => 'error' });
-        return;
-      }
-      if (depth > 10) {
-        problem(`${item}: files nested too deeply`);
-        return;
-      }
-      for (const l of logicalLines(text)) for (const sub of splitList(l.text)) add(sub, negate, depth + 1);
-      return;
-    }
+  type Query = { addr: string; parsed: ipaddr.IPv4 | ipaddr.IPv6 | null; name: string };
+  const inner = compileMatchList<Query>(items, opts, problems, (item, problem) => {
     if (isTableSpec(item)) {
       if (/^[0-9a-f]*:[0-9a-f:.]*(\/\d+)?$/i.test(item)) {
         problem(`"${item}" looks like an IPv6 address: write it as [${item.replace(/\/.*$/, '')}]${item.includes('/') ? item.slice(item.indexOf('/')) : ''}`);
       }
       // The table's own load problems are the opener's to report (tables/open.ts).
       const table = opts.openTable(item);
-      entries.push({ negate, test: (addr, _parsed, name) => tableMatch(table, addr, name, opts.parentMatches) });
-      return;
+      return (q) => tableMatch(table, q.addr, q.name, opts.parentMatches);
     }
     const lower = item.toLowerCase();
     if (lower.startsWith('[') || /^[\d.]+(\/\d+)?$/.test(lower)) {
       if (/^[\d.]+$/.test(lower) && !ipaddr.IPv4.isValidFourPartDecimal(lower)) {
         // Postfix silently never matches "1.2.3"; say so, since it is almost always a mistake.
-        problems.push({ file: opts.file, line: opts.line, severity: 'warning', message: `${opts.param}: "${item}" is not a complete IPv4 address and never matches; use a.b.c.d/len` });
-        return;
+        problem(`"${item}" is not a complete IPv4 address and never matches; use a.b.c.d/len`, 'warning');
+        return null;
       }
       const parsed = parseCidr(lower);
       if ('error' in parsed) {
         problem(parsed.error);
-        entries.push({ negate, test: () => 'error' });
-        return;
+        return () => 'error';
       }
       const [net, len] = parsed.range;
       const kind = net.kind();
-      entries.push({
-        negate,
-        test: (_addr, p) => p !== null && p.kind() === kind && (p as ipaddr.IPv4).match(net as ipaddr.IPv4, len),
-      });
-      return;
+      return (q) => q.parsed !== null && q.parsed.kind() === kind && (q.parsed as ipaddr.IPv4).match(net as ipaddr.IPv4, len);
     }
-    // A host name or domain: exact, or (parent style) any subdomain, or ".domain" subdomains.
-    entries.push({ negate, test: (_addr, _p, name) => hostnameMatch(name.toLowerCase(), lower, opts.parentMatches) });
-  };
-
-  for (const item of items) add(item, false, 0);
-
+    return (q) => hostnameMatch(q.name.toLowerCase(), lower, opts.parentMatches);
+  });
   const list: NetworkList = {
     match(addr: string, name: string): boolean | 'error' {
       const a = normalizeClientAddress(addr);
-      const parsed = parseAddr(a);
-      for (const e of entries) {
-        const r = e.test(a, parsed, name);
-        if (r === 'error') return 'error';
-        if (r) return !e.negate;
-      }
-      return false;
+      return inner.match({ addr: a, parsed: parseAddr(a), name });
     },
   };
   return { list, problems };
-}
-
-function hostnameMatch(name: string, pattern: string, parentMatches: boolean): boolean {
-  if (name === pattern) return true;
-  if (parentMatches) {
-    return name.length > pattern.length && name.endsWith(pattern) && name[name.length - pattern.length - 1] === '.';
-  }
-  return pattern.startsWith('.') && name.length > pattern.length && name.endsWith(pattern);
 }
 
 function tableMatch(table: Table, addr: string, name: string, parentMatches: boolean): boolean | 'error' {

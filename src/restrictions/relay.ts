@@ -13,13 +13,11 @@
  * smtpd_check.c permit_auth_destination(), trivial-rewrite resolve.c, resolve_local.c.
  */
 import { networkInterfaces } from 'node:os';
-import { readFileSync } from 'node:fs';
 import ipaddr from 'ipaddr.js';
 import type { Config } from '../config/config.js';
 import type { Problem } from '../errors.js';
 import type { Table } from '../tables/table.js';
-import { splitList } from '../config/expand.js';
-import { logicalLines } from '../util/line-reader.js';
+import { compileMatchList, hostnameMatch, type MatchListOptions } from '../mail/match-list.js';
 import { hostKeys, lookupKey } from '../mail/access-keys.js';
 import { mailhostAddr, resolveAddress, type ResolveContext, type ResolvedAddress } from '../mail/address.js';
 import { normalizeClientAddress } from '../mail/mynetworks.js';
@@ -30,87 +28,33 @@ export interface DomainList {
   match(domain: string): boolean | 'error';
 }
 
-interface DomainListOptions {
-  readonly param: string;
-  readonly file: string;
-  readonly line: number;
+interface DomainListOptions extends MatchListOptions {
   /** domain_list (host names, parent domains) rather than string_list (exact strings). */
   readonly hostnames: boolean;
   readonly parentMatches: boolean;
   openTable(spec: string): Table;
-  readFile?(path: string): string;
 }
 
 /** Compile a Postfix string_list / domain_list: names, !names, /file/name, type:table. */
 export function compileDomainList(items: readonly string[], opts: DomainListOptions, problems: Problem[]): DomainList {
-  type Entry = { negate: boolean; test: (d: string) => boolean | 'error' };
-  const entries: Entry[] = [];
-  const readFile = opts.readFile ?? ((p: string) => readFileSync(p, 'utf8'));
-  const add = (raw: string, negated: boolean, depth: number): void => {
-    let negate = negated;
-    let item = raw;
-    while (item.startsWith('!')) {
-      negate = !negate;
-      item = item.slice(1);
-    }
-    if (item === '') {
-      problems.push({ file: opts.file, line: opts.line, severity: 'error', message: `${opts.param}: no pattern after '!'` });
-      return;
-    }
-    if (item.startsWith('/')) {
-      let text: string;
-      try {
-        text = readFile(item);
-      } catch (err) {
-        problems.push({ file: opts.file, line: opts.line, severity: 'error', message: `${opts.param}: open file ${item}: ${(err as Error).message}` });
-        entries.push({ negate, test: () => 'error' });
-        return;
-      }
-      if (depth < 10) for (const l of logicalLines(text)) for (const sub of splitList(l.text)) add(sub, negate, depth + 1);
-      return;
-    }
+  const inner = compileMatchList<string>(items, opts, problems, (item) => {
     if (item[0] !== '[' && item.includes(':')) {
       const table = opts.openTable(item);
-      entries.push({
-        negate,
-        test: (d) => {
-          const keys = opts.hostnames ? hostKeys(d, opts.parentMatches) : [{ key: d, partial: false }];
-          for (const k of keys) {
-            const r = lookupKey(table, k);
-            if (r.kind === 'hit') return true;
-            if (r.kind === 'error') return 'error';
-          }
-          return false;
-        },
-      });
-      return;
+      return (d) => {
+        const keys = opts.hostnames ? hostKeys(d, opts.parentMatches) : [{ key: d, partial: false }];
+        for (const k of keys) {
+          const r = lookupKey(table, k);
+          if (r.kind === 'hit') return true;
+          if (r.kind === 'error') return 'error';
+        }
+        return false;
+      };
     }
     const pattern = item.toLowerCase();
-    if (!opts.hostnames) {
-      entries.push({ negate, test: (d) => d === pattern });
-      return;
-    }
-    entries.push({
-      negate,
-      test: (d) => {
-        if (d === pattern) return true;
-        if (opts.parentMatches) return d.length > pattern.length && d.endsWith(pattern) && d[d.length - pattern.length - 1] === '.';
-        return pattern.startsWith('.') && d.length > pattern.length && d.endsWith(pattern);
-      },
-    });
-  };
-  for (const it of items) add(it, false, 0);
-  return {
-    match(domain: string) {
-      const d = domain.toLowerCase();
-      for (const e of entries) {
-        const r = e.test(d);
-        if (r === 'error') return 'error';
-        if (r) return !e.negate;
-      }
-      return false;
-    },
-  };
+    if (!opts.hostnames) return (d) => d === pattern;
+    return (d) => hostnameMatch(d, pattern, opts.parentMatches);
+  });
+  return { match: (domain: string) => inner.match(domain.toLowerCase()) };
 }
 
 /** The machine's own addresses for inet_interfaces = all / loopback-only / a list. */
