@@ -10,7 +10,7 @@
  * SEE ALSO: /work/shared/design.md "main.cf" and "CLI".
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -29,6 +29,16 @@ export interface GreygateOptions {
   /** smtp-sink port: where example.com goes once greygate has a queue manager. */
   readonly relayPort: number;
   readonly relayDomain: string;
+  /** More main.cf lines, appended after the benchmark's own (e.g. `header_checks = ...`). */
+  readonly extraMainCf?: string;
+  /** Files copied into the config dir first, e.g. rule files named by extraMainCf. */
+  readonly configFiles?: readonly ConfigFile[];
+}
+
+/** A file to place in the instance's config directory under NAME, copied from SOURCE. */
+export interface ConfigFile {
+  readonly name: string;
+  readonly source: string;
 }
 
 // The listeners greygate enables by default; all but smtpd are turned off so that the
@@ -52,7 +62,7 @@ smtpd_client_connection_count_limit = 0
 # The default, spelled out: the comparison is with Postfix, which fsyncs before its 250.
 queue_fsync = yes
 maillog_file = ${maillog}
-`;
+${o.extraMainCf ? `# Added by the benchmark for this instance:\n${o.extraMainCf.trimEnd()}\n` : ''}`;
 }
 
 // design.md's queue states. corrupt/ is left out on purpose: a message that lands there
@@ -68,6 +78,7 @@ export class GreygateRunner {
   private constructor(
     readonly port: number,
     readonly dataDir: string,
+    readonly confDir: string,
     readonly outputFile: string,
     private readonly child: ChildProcess,
     private readonly disarm: () => void,
@@ -83,6 +94,7 @@ export class GreygateRunner {
     mkdirSync(confDir, { recursive: true });
     writeFileSync(join(confDir, 'main.cf'), mainCf(o, dataDir, maillog));
     writeFileSync(join(confDir, 'transport'), `${o.relayDomain} smtp:[${LOOPBACK}]:${o.relayPort}\n`);
+    for (const f of o.configFiles ?? []) copyFileSync(f.source, join(confDir, f.name));
 
     // The decision log goes to stdout as well as maillog_file. A file, not a pipe: a pipe
     // that the benchmark reads would add its own cost, and one it does not read would block.
@@ -95,7 +107,7 @@ export class GreygateRunner {
     const disarm = onExit('greygate', () => {
       child.kill('SIGKILL');
     });
-    const gg = new GreygateRunner(o.port, dataDir, outputFile, child, disarm);
+    const gg = new GreygateRunner(o.port, dataDir, confDir, outputFile, child, disarm);
     try {
       await waitForSmtpGreeting(o.port, {
         label: 'greygate',

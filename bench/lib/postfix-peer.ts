@@ -11,7 +11,7 @@
  * SEE ALSO: postconf(5), master(5), MULTI_INSTANCE_README, /work/shared/peers.md.
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -32,6 +32,13 @@ export interface PostfixPeerOptions {
   readonly relayPort: number;
   /** The relay domain that smtp-source's recipient belongs to. */
   readonly relayDomain: string;
+  /**
+   * More main.cf lines, appended after the benchmark's own. `$config_directory` expands to
+   * this instance's config dir, e.g. `header_checks = regexp:$config_directory/header_checks`.
+   */
+  readonly extraMainCf?: string;
+  /** Files copied (mode 0644) into the config dir first, e.g. rule files named by extraMainCf. */
+  readonly configFiles?: readonly { readonly name: string; readonly source: string }[];
 }
 
 // Queue directories that hold a message until it is delivered (maildrop: sendmail/postdrop).
@@ -72,7 +79,7 @@ maillog_file_prefixes = ${o.root}
 smtpd_client_connection_count_limit = 0
 smtpd_client_connection_rate_limit = 0
 default_process_limit = 150
-`;
+${o.extraMainCf ? `# Added by the benchmark for this instance:\n${o.extraMainCf.trimEnd()}\n` : ''}`;
 }
 
 // Only the services the relay path needs, all unchrooted (the chroot would need a copy of
@@ -144,6 +151,12 @@ export class PostfixPeer {
     writeFileSync(join(configDir, 'main.cf'), mainCf(o, dirs));
     writeFileSync(join(configDir, 'master.cf'), masterCf(o.port));
     writeFileSync(dirs.transport, `${o.relayDomain} smtp:[${LOOPBACK}]:${o.relayPort}\n`);
+    // Read by cleanup, which runs as mail_owner: world-readable, like /etc/postfix's files.
+    for (const f of o.configFiles ?? []) {
+      const to = join(configDir, f.name);
+      copyFileSync(f.source, to);
+      chmodSync(to, 0o644);
+    }
 
     const tail = (): string => PostfixPeer.tailOf(dirs.maillog);
     // `check` creates the queue subdirectories with their owners and modes, which is all

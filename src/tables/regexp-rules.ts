@@ -272,31 +272,78 @@ interface SetChunk {
   readonly rules: readonly number[];
 }
 
+/**
+ * A rule anchored at the start of the key on a literal header name ("^Subject:" without the
+ * multiline flag) can only match keys that begin with that name, so it goes in that name's
+ * bucket: a header then scans its own bucket's Sets plus the unanchored ones, and the cost
+ * of a miss stays flat as rule files grow (RE2 caps one Set's memory, so thousands of rules
+ * need several Sets). Names are bucketed lowercased; the Set itself still applies the rule's
+ * case sensitivity.
+ */
+const ANCHORED_NAME = /^(?:\(\?([a-zA-Z]*)\))?\^((?:[A-Za-z0-9_]|\\-)+)\\:/;
+
+function bucketOf(source: string): string | null {
+  const m = ANCHORED_NAME.exec(source);
+  if (!m || (m[1] ?? '').includes('m')) return null;
+  return m[2]!.replace(/\\-/g, '-').toLowerCase();
+}
+
+/** The bucket a key belongs to: its leading "Name:" lowercased, or null. */
+function keyBucket(key: string): string | null {
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    if (c === 58 /* : */) return i > 0 ? key.slice(0, i).toLowerCase() : null;
+    const ok = (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 45 || c === 95;
+    if (!ok) return null;
+  }
+  return null;
+}
+
 /** A loaded rule file: the rules in file order plus the Set prefilters. */
 export class RuleProgram {
   readonly rules: readonly Rule[];
+  /** Sets of rules that may match any key. */
   private readonly chunks: readonly SetChunk[];
+  /** Sets of rules anchored on a header name, by lowercased name. */
+  private readonly buckets: ReadonlyMap<string, readonly SetChunk[]>;
   /** Rules visited on every lookup: negated first patterns, IF conditions, Set rejects. */
   private readonly always: readonly number[];
 
   constructor(rules: Rule[]) {
     this.rules = rules;
-    const positive: number[] = [];
+    const unanchored: number[] = [];
+    const byName = new Map<string, number[]>();
     const always: number[] = [];
     rules.forEach((r, i) => {
-      if (r.op === 'match' && !r.first.negate) positive.push(i);
-      else if (r.op !== 'endif') always.push(i);
+      if (r.op === 'match' && !r.first.negate) {
+        const b = bucketOf(r.first.re.source);
+        if (b === null) unanchored.push(i);
+        else {
+          const list = byName.get(b);
+          if (list) list.push(i);
+          else byName.set(b, [i]);
+        }
+      } else if (r.op !== 'endif') always.push(i);
     });
-    const chunks: SetChunk[] = [];
     const rejected: number[] = [];
-    this.buildSets(positive, chunks, rejected);
+    const chunks: SetChunk[] = [];
+    this.buildSets(unanchored, chunks, rejected);
+    const buckets = new Map<string, SetChunk[]>();
+    for (const [name, list] of byName) {
+      const out: SetChunk[] = [];
+      this.buildSets(list, out, rejected);
+      buckets.set(name, out);
+    }
     this.chunks = chunks;
+    this.buckets = buckets;
     this.always = [...always, ...rejected].sort((a, b) => a - b);
   }
 
   /** Number of RE2.Set prefilters and of rules outside them (for tests and benchmarks). */
-  get stats(): { rules: number; sets: number; alwaysEvaluated: number } {
-    return { rules: this.rules.length, sets: this.chunks.length, alwaysEvaluated: this.always.length };
+  get stats(): { rules: number; sets: number; alwaysEvaluated: number; buckets: number } {
+    let sets = this.chunks.length;
+    for (const b of this.buckets.values()) sets += b.length;
+    return { rules: this.rules.length, sets, alwaysEvaluated: this.always.length, buckets: this.buckets.size };
   }
 
   private buildSets(indices: number[], out: SetChunk[], rejected: number[]): void {
@@ -330,14 +377,24 @@ export class RuleProgram {
   }
 
   private candidates(key: string): number[] {
-    if (this.chunks.length === 1) {
-      const c = this.chunks[0]!;
-      const ids = c.set.match(key);
-      return ids.length === 0 ? ids : ids.map((id) => c.rules[id]!);
-    }
-    const out: number[] = [];
-    for (const c of this.chunks) for (const id of c.set.match(key)) out.push(c.rules[id]!);
-    return out;
+    const name = this.buckets.size > 0 ? keyBucket(key) : null;
+    const bucket = name === null ? undefined : this.buckets.get(name);
+    const scans = this.chunks.length + (bucket?.length ?? 0);
+    if (scans === 0) return [];
+    // node-re2 converts a string to UTF-8 on every call: convert once when scanning several Sets.
+    const subject: string | Buffer = scans > 1 ? Buffer.from(key) : key;
+    let out: number[] | null = null;
+    const scan = (c: SetChunk): void => {
+      const ids = c.set.match(subject);
+      if (ids.length === 0) return;
+      out ??= [];
+      for (const id of ids) out.push(c.rules[id]!);
+    };
+    for (const c of this.chunks) scan(c);
+    if (bucket) for (const c of bucket) scan(c);
+    if (out === null) return [];
+    // The walk needs file order; Set.match() promises no order, and buckets interleave.
+    return (out as number[]).sort((a, b) => a - b);
   }
 
   /**

@@ -61,7 +61,8 @@ describe('RE2.Set prefilter', () => {
       lines.push(shapes[i % shapes.length]!);
     }
     const program = load('regexp', lines.join('\n'));
-    assert.deepEqual(program.stats, { rules: 1000, sets: 1, alwaysEvaluated: 0 });
+    // One bucket (and Set) per anchored header name: Subject, From, X-Mailer.
+    assert.deepEqual(program.stats, { rules: 1000, sets: 3, alwaysEvaluated: 0, buckets: 3 });
     const keys = [
       'Subject: Your November engineering digest: release notes, on-call rota and reading list',
       'From: "Example Org Engineering Updates" <updates@newsletters.example.org>',
@@ -85,3 +86,33 @@ describe('RE2.Set prefilter', () => {
     assert.ok(perSecond > 20_000, `${Math.round(perSecond)} lookups/s`);
   });
 });
+
+describe('header-name buckets keep Postfix semantics', () => {
+  const program = load(
+    'regexp',
+    [
+      '/^Subject: bucketed/ WARN subject',
+      '/^Foo:/m WARN multiline foo',
+      '/^subject: lower/i WARN case-sensitive lower',
+      '/bar/ WARN unanchored',
+      '/^Subject-Extra: x/ WARN longer name',
+    ].join('\n'),
+  );
+  const cases: Array<[string, string | null]> = [
+    ['SUBJECT: bucketed', 'WARN subject'],
+    ['Subject: x\nFoo: y', 'WARN multiline foo'],
+    ['subject: lower', 'WARN case-sensitive lower'],
+    ['Subject: lower', null],
+    ['Subject-Extra: x', 'WARN longer name'],
+    ['Subject : bucketed', null],
+    ['X-Other: bar', 'WARN unanchored'],
+    ['no colon here', null],
+  ];
+  for (const [key, want] of cases) {
+    it(JSON.stringify(key), () => {
+      assert.equal(program.lookup(key)?.value ?? null, want);
+      assert.deepEqual(program.lookup(key), walk(program, key));
+    });
+  }
+});
+
