@@ -21,6 +21,7 @@ import { createClientNameResolver } from './dns/client-name.js';
 import { QueueStore, queueStoreOptions } from './queue/store.js';
 import { UserStore } from './mailbox/users.js';
 import { loadTlsMaterial } from './smtpd/tls.js';
+import { openGreylist, type Greylist } from './greylist/greylist.js';
 import { SmtpListener, type ServiceName } from './smtpd/server.js';
 import { ConnectionLimits } from './smtpd/limits.js';
 import type { SmtpdRuntime } from './smtpd/ports.js';
@@ -55,9 +56,11 @@ export class Gateway {
   private reloading: Promise<void> | null = null;
 
   private readonly releaseLock: () => void;
+  private readonly greylist: Greylist;
 
-  private constructor(opts: GatewayOptions, config: Config, built: CompiledRuntime, deps: { log: MailLogger; tables: TableCache; dns: DnsClient; users: UserStore; queue: QueueStore; release: () => void }) {
+  private constructor(opts: GatewayOptions, config: Config, built: CompiledRuntime, deps: { log: MailLogger; tables: TableCache; dns: DnsClient; users: UserStore; queue: QueueStore; release: () => void; greylist: Greylist }) {
     this.releaseLock = deps.release;
+    this.greylist = deps.greylist;
     this.opts = opts;
     this.config = config;
     this.runtimeSnapshot = built.runtime;
@@ -67,7 +70,7 @@ export class Gateway {
     this.users = deps.users;
     this.queue = deps.queue;
     this.watcher = new FileWatcher(() => void this.reload('file change'));
-    this.watcher.setFiles(built.files);
+    this.watcher.setFiles([...built.files, ...this.greylist.files()]);
   }
 
   static async start(opts: GatewayOptions): Promise<Gateway> {
@@ -88,10 +91,15 @@ export class Gateway {
     const tables = new TableCache(config.configDir);
     const users = UserStore.open(dataDir);
     const dns = createDnsClient(config);
-    const built = compileRuntime(config, tables, dns, users);
-    const errors = built.problems.filter((p) => p.severity === 'error');
-    for (const p of built.problems) if (p.severity === 'warning') log.warn(formatProblem(p), { event: 'config' });
+    const gl = await openGreylist(config, {
+      onCleanupError: (err) => log.error(`greylist cleanup failed: ${err.message}`, { event: 'error' }),
+    });
+    const built = compileRuntime(config, tables, dns, users, { greylist: gl.greylist });
+    const problems = [...gl.problems, ...built.problems];
+    const errors = problems.filter((p) => p.severity === 'error');
+    for (const p of problems) if (p.severity === 'warning') log.warn(formatProblem(p), { event: 'config' });
     if (errors.length) {
+      await gl.greylist.close();
       users.close();
       release();
       await log.flush();
@@ -101,10 +109,11 @@ export class Gateway {
     // Mail that was being delivered when the process died goes back in line (at least once).
     const recovered = await queue.recover({ activeToIncoming: true });
     if (recovered.requeued.length) log.info(`requeued ${recovered.requeued.length} message(s) left in active/`, { event: 'start' });
-    const gw = new Gateway(opts, config, built, { log, tables, dns, users, queue, release });
+    const gw = new Gateway(opts, config, built, { log, tables, dns, users, queue, release, greylist: gl.greylist });
     try {
       await gw.listen();
     } catch (err) {
+      await gl.greylist.close();
       await queue.close();
       users.close();
       release();
@@ -178,7 +187,7 @@ export class Gateway {
       this.log.event({ event: 'reload', status: 'failed', reason, msg: `reload failed: ${errors.length} error(s) in main.cf, keeping the running configuration` });
       return;
     }
-    const built = compileRuntime(config, this.tables, this.dns, this.users);
+    const built = compileRuntime(config, this.tables, this.dns, this.users, { greylist: this.greylist });
     const bad = built.problems.filter((p) => p.severity === 'error');
     if (bad.length) {
       for (const p of bad) this.log.event({ event: 'config', rule: `${p.file}:${p.line}`, msg: formatProblem(p) });
@@ -186,17 +195,19 @@ export class Gateway {
       this.watcher.setFiles(new Set([...built.files, ...this.watchedFiles()]));
       return;
     }
+    // Whitelist files that cannot be read keep their previous entries (greylist.reload).
+    for (const p of this.greylist.reload(config)) this.log.event({ event: 'config', rule: `${p.file}:${p.line}`, msg: formatProblem(p) });
     const old = this.runtimeSnapshot;
     this.config = config;
     this.runtimeSnapshot = built.runtime;
     // Sessions that started with the old snapshot keep using it for a while.
     setTimeout(() => closePolicies(old), 300_000).unref();
-    this.watcher.setFiles(built.files);
+    this.watcher.setFiles([...built.files, ...this.greylist.files()]);
     this.log.event({ event: 'reload', status: 'ok', reason, msg: `reloaded configuration (${reason})` });
   }
 
   private watchedFiles(): string[] {
-    return [this.config.file, ...this.tables.files()];
+    return [this.config.file, ...this.tables.files(), ...this.greylist.files()];
   }
 
   ports(): Array<{ service: ServiceName; host: string; port: number }> {
@@ -213,6 +224,7 @@ export class Gateway {
     this.log.event({ event: 'stop', msg: 'greygate stopping: no new connections, finishing transactions in progress' });
     await this.closeListeners();
     closePolicies(this.runtimeSnapshot);
+    await this.greylist.close();
     await this.queue.close();
     this.users.close();
     this.releaseLock();

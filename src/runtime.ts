@@ -16,6 +16,7 @@ import { compilePolicy } from './restrictions/policy.js';
 import { compileNetworkList, type NetworkList } from './mail/mynetworks.js';
 import type { DnsClient } from './dns/resolver.js';
 import type { PolicyClient } from './restrictions/policy-client.js';
+import type { Greylist } from './greylist/greylist.js';
 import { compileChecks } from './checks/compile.js';
 import type { IpMatcher, SmtpdPolicy, SmtpdRuntime } from './smtpd/ports.js';
 
@@ -37,6 +38,8 @@ export interface LocalUsers {
 export interface RuntimeOptions {
   /** check_policy_service connections; default: real TCP/UNIX sockets. */
   policyClient?(endpoint: string): PolicyClient;
+  /** The greylist check_greylist consults; without one it fails closed (451 4.3.5). */
+  greylist?: Greylist;
 }
 
 export function compileRuntime(config: Config, tables: TableCache, dns: DnsClient, users: LocalUsers, options: RuntimeOptions = {}): CompiledRuntime {
@@ -46,7 +49,10 @@ export function compileRuntime(config: Config, tables: TableCache, dns: DnsClien
   const aliasSpecs = new Set(config.list('alias_maps'));
   const openTable = (spec: string) => tables.open(spec, { aliases: aliasSpecs.has(spec) });
   const policies = new Map<string, SmtpdPolicy>();
-  const extra = options.policyClient ? { policyClient: options.policyClient } : {};
+  const extra = {
+    ...(options.policyClient ? { policyClient: options.policyClient } : {}),
+    ...(options.greylist ? { greylist: options.greylist } : {}),
+  };
   const main = compilePolicy({ config, openTable, dns, localUsers: users, reportTableProblems: false, ...extra });
   problems.push(...main.problems);
   policies.set('smtpd', main.policy);

@@ -12,6 +12,7 @@ import { loadConfig } from '../config/config.js';
 import { TableCache } from '../tables/open.js';
 import { createDnsClient } from '../dns/resolver.js';
 import { compileRuntime } from '../runtime.js';
+import { checkGreylistConfig } from '../greylist/greylist.js';
 import type { CliIO } from './io.js';
 
 export async function run(args: string[], io: CliIO): Promise<number> {
@@ -22,7 +23,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   if (!problems.some((p) => p.severity === 'error')) {
     const tables = new TableCache(config.configDir);
     const compiled = compileRuntime(config, tables, createDnsClient(config), { exists: () => false });
-    problems.push(...compiled.problems);
+    problems.push(...compiled.problems, ...checkGreylistConfig(config));
   }
   const seen = new Set<string>();
   for (const p of problems) {

@@ -33,7 +33,9 @@ import type { PolicyClient } from '../restrictions/policy-client.js';
 import { newEffects, type Decision, type SessionState, type Stage, type TransactionEffects } from '../restrictions/state.js';
 import { UserStore, USERS_DB } from '../mailbox/users.js';
 import { compileRuntime, type LocalUsers } from '../runtime.js';
-import { compileChecks, type CompiledChecks } from '../checks/compile.js';
+import type { CompiledChecks } from '../checks/compile.js';
+import { openGreylist, parseDatabase, type Greylist } from '../greylist/greylist.js';
+import { openSqliteStore } from '../greylist/sqlite-store.js';
 import { ContentFilter, type ContentOutcome } from '../checks/content-filter.js';
 import type { CheckDecision } from '../checks/actions.js';
 import type { CliIO } from './io.js';
@@ -232,11 +234,11 @@ async function trace(opts: Options, io: CliIO): Promise<number> {
     close() {},
   });
   const tables = new TableCache(config.configDir);
-  const built = compileRuntime(config, tables, dns, openUsers(config), { policyClient });
-  // The same tables the runtime opened (header_checks and friends are opened there too).
-  const checks = compileChecks(config, (spec) => tables.open(spec));
+  const gl = await openTraceGreylist(config);
+  const built = compileRuntime(config, tables, dns, openUsers(config), { policyClient, greylist: gl.greylist });
+  const checks = built.runtime.checks;
   const seen = new Set<string>();
-  for (const p of [...config.problems, ...built.problems, ...checks.problems]) {
+  for (const p of [...config.problems, ...gl.problems, ...built.problems, ...checks.problems]) {
     const line = shown(p);
     if (!seen.has(line)) io.err(line + '\n');
     seen.add(line);
@@ -267,8 +269,22 @@ async function trace(opts: Options, io: CliIO): Promise<number> {
     tls: opts.tls || opts.service === 'smtps',
   });
   policy.close();
+  await gl.close();
   io.out(opts.json ? report.json() : report.text());
   return outcome.exit;
+}
+
+/**
+ * The gateway's greylist, read-only: decisions and explanations as the daemon would make
+ * them, nothing written. A SQLite database the gateway has not created yet is not created
+ * here: an empty in-memory one stands in (every triplet is new).
+ */
+async function openTraceGreylist(config: Config): Promise<{ greylist: Greylist; problems: Problem[]; close(): Promise<void> }> {
+  const spec = parseDatabase(config.get('greylist_database'), config.dataDir());
+  const missing = spec.kind === 'sqlite' && spec.path !== ':memory:' && !existsSync(spec.path);
+  const { greylist, problems } = await openGreylist(config, { cleanupIntervalMs: 0, ...(missing ? { store: openSqliteStore(':memory:') } : {}) });
+  // The read-only view shares the store; closing the real one releases it.
+  return { greylist: greylist.readOnly(), problems, close: () => greylist.close() };
 }
 
 interface Conversation {

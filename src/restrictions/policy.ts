@@ -51,7 +51,8 @@ import { ADDRESS_RESTRICTIONS, checkRecipientRcptMaps, checkSenderRcptMaps } fro
 import { CLIENT_RESTRICTIONS } from './client.js';
 import { DNSBL_RESTRICTIONS } from './dnsbl.js';
 import { GENERIC_RESTRICTIONS } from './generic.js';
-import { GREYLIST_RESTRICTIONS } from './greylist.js';
+import { GREYLIST_RESTRICTIONS, bindGreylist } from './greylist.js';
+import type { Greylist } from '../greylist/greylist.js';
 import { HELO_RESTRICTIONS } from './helo.js';
 import { POLICY_RESTRICTIONS } from './policy-service.js';
 import { RELAY_RESTRICTIONS, buildResolver, interfaceAddresses } from './relay.js';
@@ -67,6 +68,11 @@ export interface PolicyDeps {
   readonly now?: () => number;
   /** Policy-service connections; default: TCP/UNIX sockets (restrictions/policy-client.ts). */
   policyClient?(endpoint: string): PolicyClient;
+  /**
+   * The greylist check_greylist uses (greylist/greylist.ts openGreylist); without it
+   * check_greylist fails closed (451 4.3.5).
+   */
+  readonly greylist?: Greylist;
   /**
    * Include each table's own load problems in `problems` (default true). Set false when the
    * caller already reports them (a TableCache generation), so none is printed twice.
@@ -332,6 +338,8 @@ export function compilePolicy(deps: PolicyDeps): { policy: Policy; problems: Pro
     policyTimeoutMs,
     policyDefaultAction: config.get('smtpd_policy_service_default_action'),
   };
+
+  bindGreylist(env, deps.greylist);
 
   // Restriction classes: name -> tokens; compiled on first use, cycles reported.
   const classTokens = new Map<string, string[]>();

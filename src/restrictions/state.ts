@@ -111,7 +111,29 @@ export interface TransactionEffects {
    * entry, a DNS list failure that was skipped, a policy server timeout) are 'warn' notes
    * whose text starts with "warning: ", as Postfix's msg_warn() lines do.
    */
-  notes: Array<{ event: 'warn' | 'info' | 'reject_warning'; text: string; rule: string; stage: Stage }>;
+  notes: Array<{ event: 'warn' | 'info' | 'reject_warning'; text: string; rule: string; stage: Stage; greylist?: GreylistNote }>;
+}
+
+/**
+ * What check_greylist decided, on its 'info' note (the text is postgrey's log line): the
+ * listener logs it as a 'greylist' event with these fields.
+ */
+export interface GreylistNote {
+  readonly action: 'greylist' | 'pass';
+  /** new, early-retry, client whitelist, recipient whitelist, client AWL, triplet found, organisation retry. */
+  readonly reason: string;
+  /** The triplet ("net/sender/recipient", or "org:DOMAIN/sender/recipient"). */
+  readonly key?: string;
+  /** Seconds the triplet waited (its first pass, when the X-Greylist header is added). */
+  readonly delay?: number;
+  /** Seconds still to wait (greylisted). */
+  readonly remaining?: number;
+  /** The grouping that made an organisation pass ("rdns:DOMAIN"). */
+  readonly grouping?: string;
+  /** The whitelist entry's FILE:LINE. */
+  readonly rule?: string;
+  /** The client IP's auto-whitelist count after this attempt. */
+  readonly awl_count?: number;
 }
 
 export function newEffects(): TransactionEffects {

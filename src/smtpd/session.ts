@@ -110,6 +110,16 @@ export class SessionContext {
     const notes = this.effects.notes;
     if (!notes.length) return;
     for (const n of notes) {
+      if (n.greylist) {
+        // check_greylist's decision: one 'greylist' record with postgrey's log line as msg.
+        const rec = this.base('greylist', n.stage);
+        if (to !== undefined) rec.to = to;
+        Object.assign(rec, n.greylist);
+        rec.rule = n.rule;
+        rec.msg = n.text;
+        this.log.event(rec);
+        continue;
+      }
       const rec = this.base(n.event, n.stage);
       if (to !== undefined) rec.to = to;
       rec.rule = n.rule;
