@@ -24,6 +24,7 @@ import { loadTlsMaterial } from './smtpd/tls.js';
 import { openGreylist, type Greylist } from './greylist/greylist.js';
 import { SmtpListener, type ServiceName } from './smtpd/server.js';
 import { ConnectionLimits } from './smtpd/limits.js';
+import { PolicyServiceListener } from './policyd/server.js';
 import type { SmtpdRuntime } from './smtpd/ports.js';
 import { compileRuntime, type CompiledRuntime } from './runtime.js';
 
@@ -52,6 +53,7 @@ export class Gateway {
   private readonly users: UserStore;
   private readonly queue: QueueStore;
   private readonly listeners: SmtpListener[] = [];
+  private readonly policyListeners: PolicyServiceListener[] = [];
   private readonly watcher: FileWatcher;
   private reloading: Promise<void> | null = null;
 
@@ -154,12 +156,25 @@ export class Gateway {
         this.listeners.push(l);
       }
     }
+    const policyPort = cfg.int('policy_service_port');
+    if (policyPort !== 0) {
+      for (const host of hosts) {
+        const l = new PolicyServiceListener({ host, port: policyPort }, { runtime: () => this.runtimeSnapshot, log: this.log });
+        try {
+          await l.listen();
+        } catch (err) {
+          await this.closeListeners();
+          throw new GreygateError('GG_CONFIG', `policy service: cannot listen on ${host}:${policyPort}: ${(err as Error).message}`, { cause: err });
+        }
+        this.policyListeners.push(l);
+      }
+    }
     const pruner = setInterval(() => limits.prune(cfg.time('anvil_rate_time_unit')), 60_000);
     pruner.unref();
     this.log.event({
       event: 'start',
-      msg: `greygate started: ${this.listeners.map((l) => `${l.spec.name}=${l.spec.host}:${l.port()}`).join(' ')}`,
-      listeners: this.listeners.map((l) => ({ service: l.spec.name, host: l.spec.host, port: l.port() })),
+      msg: `greygate started: ${this.ports().map((l) => `${l.service}=${l.host}:${l.port}`).join(' ')}`,
+      listeners: this.ports(),
       tls: tls.generated ? 'self-signed' : 'configured',
     });
   }
@@ -210,13 +225,17 @@ export class Gateway {
     return [this.config.file, ...this.tables.files(), ...this.greylist.files()];
   }
 
-  ports(): Array<{ service: ServiceName; host: string; port: number }> {
-    return this.listeners.map((l) => ({ service: l.spec.name, host: l.spec.host, port: l.port() }));
+  ports(): Array<{ service: ServiceName | 'policyd'; host: string; port: number }> {
+    return [
+      ...this.listeners.map((l) => ({ service: l.spec.name, host: l.spec.host, port: l.port() })),
+      ...this.policyListeners.map((l) => ({ service: 'policyd' as const, host: l.spec.host, port: l.port() })),
+    ];
   }
 
   private async closeListeners(): Promise<void> {
-    await Promise.all(this.listeners.map((l) => l.close()));
+    await Promise.all([...this.listeners.map((l) => l.close()), ...this.policyListeners.map((l) => l.close())]);
     this.listeners.length = 0;
+    this.policyListeners.length = 0;
   }
 
   async stop(): Promise<void> {

@@ -18,6 +18,8 @@ import type { DnsClient } from './dns/resolver.js';
 import type { PolicyClient } from './restrictions/policy-client.js';
 import type { Greylist } from './greylist/greylist.js';
 import { compileChecks } from './checks/compile.js';
+import { compilePolicyServicePolicy } from './policyd/policy.js';
+import { POLICYD_POLICY } from './policyd/server.js';
 import type { IpMatcher, SmtpdPolicy, SmtpdRuntime } from './smtpd/ports.js';
 
 // master.cf's submission/smtps examples: only authenticated clients may send.
@@ -60,6 +62,10 @@ export function compileRuntime(config: Config, tables: TableCache, dns: DnsClien
   const sub = compilePolicy({ config: subConfig, openTable, dns, localUsers: users, reportTableProblems: false, ...extra });
   policies.set('submission', sub.policy);
   policies.set('smtps', sub.policy);
+  // The policy service's own list (policy_service_restrictions), for a Postfix in front.
+  const pd = compilePolicyServicePolicy({ config, openTable, dns, localUsers: users, reportTableProblems: false, ...extra });
+  problems.push(...pd.problems);
+  policies.set(POLICYD_POLICY, pd.policy);
   const list = (param: string): IpMatcher => {
     const { list: l, problems: p } = compileNetworkList(config.list(param), {
       param,
