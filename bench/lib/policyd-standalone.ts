@@ -1,7 +1,7 @@
 /**
  * @module bench/lib/policyd-standalone
- * SUMMARY: greygate's policy service in a process of its own, for as long as the gateway
- * does not start it (src/gateway.ts wiring policy_service_port): the built modules the
+ * SUMMARY: greygate's policy service in a process of its own, for a build whose gateway
+ * does not start it (before src/gateway.ts wired policy_service_port): the built modules the
  * gateway would use (dist/: config, tables, greylist store, policy_service_restrictions,
  * the listener, the decision log on stdout and in maillog_file), so the benchmark's
  * client never shares a CPU thread with the server. Exports PolicydStandalone.start(opts) -> {port,
