@@ -95,6 +95,7 @@ export class Gateway {
     const dns = createDnsClient(config);
     const gl = await openGreylist(config, {
       onCleanupError: (err) => log.error(`greylist cleanup failed: ${err.message}`, { event: 'error' }),
+      writeBehind: { onError: (err) => log.error(`greylist database write failed (will retry): ${err.message}`, { event: 'error' }) },
     });
     const built = compileRuntime(config, tables, dns, users, { greylist: gl.greylist });
     const problems = [...gl.problems, ...built.problems];

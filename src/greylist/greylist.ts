@@ -48,6 +48,7 @@ import { orgDomain } from './org-domain.js';
 import { failingStore, overlayStore, type AwlRecord, type GreylistStore, type TripletRecord } from './store.js';
 import { loadWhitelists, type WhitelistHit, type Whitelists } from './whitelist.js';
 import { openSqliteStore, type SqliteStoreOptions } from './sqlite-store.js';
+import { writeBehindStore, type WriteBehindOptions } from './write-behind.js';
 import { openRedisStore, redact, type RedisStoreOptions } from './redis-store.js';
 
 export interface GreylistQuery {
@@ -596,6 +597,8 @@ export interface OpenOptions extends GreylistOptions {
   /** Use this store instead of greylist_database (tests, tools). */
   readonly store?: GreylistStore;
   readonly sqlite?: SqliteStoreOptions;
+  /** SQLite only: the in-memory write-behind cache (default on); false writes every lookup through. */
+  readonly writeBehind?: WriteBehindOptions | false;
   readonly redis?: RedisStoreOptions;
 }
 
@@ -620,7 +623,8 @@ export async function openGreylist(config: Config, opts: OpenOptions = {}): Prom
       store = failingStore(config.get(param), spec.error);
     } else if (spec.kind === 'sqlite') {
       try {
-        store = openSqliteStore(spec.path, opts.sqlite);
+        const sqlite = openSqliteStore(spec.path, opts.sqlite);
+        store = opts.writeBehind === false ? sqlite : writeBehindStore(sqlite, opts.writeBehind ?? {});
       } catch (err) {
         const msg = (err as Error).message;
         problems.push({ ...where, severity: 'error', message: msg });

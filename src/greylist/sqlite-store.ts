@@ -87,6 +87,7 @@ export class SqliteStore implements GreylistStore {
   private readonly updAwl: Database.Statement<[number, number, string, number, number]>;
   private readonly sel: { tf: Database.Statement<[number], TripletRow>; ta: Database.Statement<[string, string, string, number], TripletRow>; af: Database.Statement<[number], { ip: string; last: number }>; aa: Database.Statement<[string, number], { ip: string; last: number }> };
   private readonly delete: (triplets: readonly TripletRow[], awl: ReadonlyArray<{ ip: string; last: number }>) => void;
+  private readonly upsert: (triplets: ReadonlyArray<readonly [TripletKey, TripletRecord]>, awl: ReadonlyArray<readonly [string, AwlRecord]>) => void;
   /** Where the cleanup sweep stands: the table, and the last key examined. */
   private sweep: { table: 'triplets'; after: TripletRow | null } | { table: 'awl'; after: string | null } = { table: 'triplets', after: null };
   private closed = false;
@@ -122,9 +123,28 @@ export class SqliteStore implements GreylistStore {
         for (const r of triplets) delT.run(r.client_net, r.sender, r.recipient, r.last);
         for (const r of awl) delA.run(r.ip, r.last);
       });
+      const putT = this.db.prepare<[string, string, string, number, number, number]>(
+        'INSERT INTO triplets (client_net, sender, recipient, first, last, passes) VALUES (?, ?, ?, ?, ?, ?) ' +
+          'ON CONFLICT (client_net, sender, recipient) DO UPDATE SET first = excluded.first, last = excluded.last, passes = excluded.passes',
+      );
+      const putA = this.db.prepare<[string, number, number]>(
+        'INSERT INTO awl (ip, count, last) VALUES (?, ?, ?) ON CONFLICT (ip) DO UPDATE SET count = excluded.count, last = excluded.last',
+      );
+      this.upsert = this.db.transaction((triplets: ReadonlyArray<readonly [TripletKey, TripletRecord]>, awl: ReadonlyArray<readonly [string, AwlRecord]>) => {
+        for (const [k, r] of triplets) putT.run(k.net, k.sender, k.recipient, r.first, r.last, r.passes);
+        for (const [ip, r] of awl) putA.run(ip, r.count, r.last);
+      });
     } catch (err) {
       throw this.fail('cannot open', err);
     }
+  }
+
+  /**
+   * Write these records as they are, in one transaction (the write-behind cache's flush; it
+   * is the only writer of this database, so no compare is needed).
+   */
+  putMany(triplets: ReadonlyArray<readonly [TripletKey, TripletRecord]>, awl: ReadonlyArray<readonly [string, AwlRecord]>): Promise<void> {
+    return this.guard('write', () => this.upsert(triplets, awl));
   }
 
   private fail(what: string, err: unknown): StoreError {
