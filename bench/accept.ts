@@ -19,6 +19,7 @@ import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { BenchError } from './lib/bench-error.js';
+import { runBench, teardown } from './lib/bench-main.js';
 import { findExecutable } from './lib/executables.js';
 import { installExitHandlers, onExit } from './lib/exit-cleanup.js';
 import { GreygateRunner } from './lib/greygate-runner.js';
@@ -328,23 +329,8 @@ async function main(): Promise<void> {
       writeFileSync(opts.jsonFile, JSON.stringify({ environment: describeEnvironment(pf), runs: opts.runs, cells }, null, 2) + '\n');
     }
   } finally {
-    for (const stop of stops.reverse()) {
-      try {
-        await stop();
-      } catch (e) {
-        process.stderr.write(`bench: stopping failed: ${e instanceof Error ? e.message : String(e)}\n`);
-      }
-    }
-    if (!opts.keep) rmSync(root, { recursive: true, force: true });
-    disarmRoot();
+    await teardown(stops, root, opts.keep, disarmRoot);
   }
 }
 
-main().catch((e: unknown) => {
-  if (e instanceof BenchError && process.env.BENCH_DEBUG !== '1') {
-    process.stderr.write(`bench:accept: ${e.message}\n`);
-  } else {
-    process.stderr.write(`bench:accept: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
-  }
-  process.exitCode = 1;
-});
+runBench('bench:accept', main);

@@ -26,6 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { openTable } from '../src/tables/open.js';
 import type { Table } from '../src/tables/table.js';
 import { BenchError } from './lib/bench-error.js';
+import { runBench, teardown } from './lib/bench-main.js';
 import { generateHeaderChecks, messageKeys, type MessageKeys } from './lib/checks-fixtures.js';
 import { findExecutable } from './lib/executables.js';
 import { installExitHandlers, onExit } from './lib/exit-cleanup.js';
@@ -646,23 +647,8 @@ async function main(): Promise<void> {
     process.stdout.write('\n' + out.join('\n'));
     if (opts.jsonFile) writeFileSync(opts.jsonFile, JSON.stringify({ environment: env, ...json }, null, 2) + '\n');
   } finally {
-    for (const stop of stops.reverse()) {
-      try {
-        await stop();
-      } catch (e) {
-        process.stderr.write(`bench: stopping failed: ${e instanceof Error ? e.message : String(e)}\n`);
-      }
-    }
-    if (!opts.keep) rmSync(root, { recursive: true, force: true });
-    disarmRoot();
+    await teardown(stops, root, opts.keep, disarmRoot);
   }
 }
 
-main().catch((e: unknown) => {
-  if (e instanceof BenchError && process.env.BENCH_DEBUG !== '1') {
-    process.stderr.write(`bench:checks: ${e.message}\n`);
-  } else {
-    process.stderr.write(`bench:checks: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
-  }
-  process.exitCode = 1;
-});
+runBench('bench:checks', main);
