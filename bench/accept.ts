@@ -20,6 +20,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { BenchError } from './lib/bench-error.js';
 import { runBench, teardown } from './lib/bench-main.js';
+import { positiveInts } from './lib/options.js';
 import { findExecutable } from './lib/executables.js';
 import { installExitHandlers, onExit } from './lib/exit-cleanup.js';
 import { GreygateRunner } from './lib/greygate-runner.js';
@@ -51,15 +52,6 @@ interface Options {
   readonly targets: ReadonlySet<TargetKey>;
   readonly keep: boolean;
   readonly jsonFile: string | undefined;
-}
-
-function positiveInts(name: string, text: string): number[] {
-  const values = text.split(',').map((s) => s.trim());
-  const out = values.map(Number);
-  if (values.some((v) => !/^\d+$/.test(v)) || out.some((n) => n < 1)) {
-    throw new BenchError(`${name}=${text}: expected a positive integer or a comma-separated list of them`);
-  }
-  return out;
 }
 
 /**

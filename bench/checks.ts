@@ -27,6 +27,7 @@ import { openTable } from '../src/tables/open.js';
 import type { Table } from '../src/tables/table.js';
 import { BenchError } from './lib/bench-error.js';
 import { runBench, teardown } from './lib/bench-main.js';
+import { oneOf, positiveInts } from './lib/options.js';
 import { generateHeaderChecks, messageKeys, type MessageKeys } from './lib/checks-fixtures.js';
 import { findExecutable } from './lib/executables.js';
 import { installExitHandlers, onExit } from './lib/exit-cleanup.js';
@@ -73,24 +74,6 @@ interface Options {
   readonly probe: boolean;
   readonly keep: boolean;
   readonly jsonFile: string | undefined;
-}
-
-function positiveInts(name: string, text: string): number[] {
-  const values = text.split(',').map((s) => s.trim());
-  const out = values.map(Number);
-  if (values.some((v) => !/^\d+$/.test(v)) || out.some((n) => n < 1)) {
-    throw new BenchError(`${name}=${text}: expected a positive integer or a comma-separated list of them`);
-  }
-  return out;
-}
-
-function oneOf<T extends string>(name: string, text: string, known: readonly T[]): Set<T> {
-  const out = new Set<T>();
-  for (const v of text.split(',').map((s) => s.trim())) {
-    if (!(known as readonly string[]).includes(v)) throw new BenchError(`${name}: unknown value "${v}" (known: ${known.join(', ')})`);
-    out.add(v as T);
-  }
-  return out;
 }
 
 /**
