@@ -24,7 +24,7 @@ import { formatProblem, GreygateError, UsageError, type Problem } from '../error
 import { loadConfig, type Config } from '../config/config.js';
 import { splitList } from '../config/expand.js';
 import { TableCache } from '../tables/open.js';
-import { createDnsClient, verifyClientName, type DnsAnswer, type DnsClient, type PeerStatus } from '../dns/resolver.js';
+import { createDnsClient, offlineDnsClient, verifyClientName, type DnsAnswer, type DnsClient, type PeerStatus } from '../dns/resolver.js';
 import { createClientNameResolver } from '../dns/client-name.js';
 import { formatReply, reply } from '../mail/reply.js';
 import { isValidHostname } from '../mail/address.js';
@@ -225,7 +225,7 @@ async function trace(opts: Options, io: CliIO): Promise<number> {
     0,
   );
 
-  const dns = recordingDns(opts.noDns ? offlineDns() : createDnsClient(config), report, opts.noDns);
+  const dns = recordingDns(opts.noDns ? offlineDnsClient('no DNS (--no-dns)') : createDnsClient(config), report, opts.noDns);
   const policyClient = (endpoint: string): PolicyClient => ({
     async request() {
       report.detail({ ...report.base('policy', `${endpoint}: not contacted (trace is offline): taken as DUNNO`), endpoint, result: 'DUNNO' });
@@ -644,19 +644,6 @@ function openUsers(config: Config): LocalUsers {
     store.close();
   }
   return { exists: (n) => names.has(n.toLowerCase()) };
-}
-
-/** DnsClient whose every answer is "not found": nothing leaves the machine. */
-function offlineDns(): DnsClient {
-  const nf = async (): Promise<DnsAnswer<never>> => ({ status: 'notfound', reason: 'no DNS (--no-dns)' });
-  return {
-    a: nf,
-    aaaa: nf,
-    txt: nf,
-    mx: nf,
-    reverse: nf,
-    verifiedClientName: async () => ({ name: 'unknown', reverseName: 'unknown', nameStatus: 'perm', reverseNameStatus: 'perm' }),
-  };
 }
 
 /** Every query and its answer becomes a `dns` record under the restriction that asked. */

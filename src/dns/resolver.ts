@@ -197,6 +197,22 @@ export async function verifyClientName(dns: Pick<DnsClient, 'reverse' | 'a' | 'a
   return { name: 'unknown', reverseName: name, nameStatus: fwd.status === 'retry' ? 'temp' : 'forged', reverseNameStatus: 'ok' };
 }
 
+/**
+ * A DnsClient that asks nobody and finds nothing (`greygate trace --no-dns`, tests): every
+ * lookup is "not found" with REASON, and client names are "unknown".
+ */
+export function offlineDnsClient(reason = 'no DNS'): DnsClient {
+  const nf = async (): Promise<DnsAnswer<never>> => ({ status: 'notfound', reason });
+  return {
+    a: nf,
+    aaaa: nf,
+    txt: nf,
+    mx: nf,
+    reverse: nf,
+    verifiedClientName: async () => ({ name: 'unknown', reverseName: 'unknown', nameStatus: 'perm', reverseNameStatus: 'perm' }),
+  };
+}
+
 /** The DnsClient configured by main.cf: dns_resolvers and dns_timeout. */
 export function createDnsClient(config: Config): DnsClient {
   return createDnsClientFromOptions({ servers: config.list('dns_resolvers'), timeoutMs: config.time('dns_timeout') });

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { configFromText, type Config } from '../../src/config/config.js';
 import { openTable } from '../../src/tables/open.js';
-import type { DnsClient } from '../../src/dns/resolver.js';
+import { offlineDnsClient, type DnsClient } from '../../src/dns/resolver.js';
 import type { MailLogger } from '../../src/log/logger.js';
 import type { EventRecord } from '../../src/log/events.js';
 import { openGreylist, type Greylist } from '../../src/greylist/greylist.js';
@@ -23,14 +23,7 @@ import { RawPolicyClient, postfixRcptRequest } from './policy-client.js';
 
 const FIXTURES = join(import.meta.dirname, '..', 'fixtures', 'greylist');
 
-const noDns: DnsClient = {
-  a: async () => ({ status: 'notfound', reason: 'test' }),
-  aaaa: async () => ({ status: 'notfound', reason: 'test' }),
-  txt: async () => ({ status: 'notfound', reason: 'test' }),
-  mx: async () => ({ status: 'notfound', reason: 'test' }),
-  reverse: async () => ({ status: 'notfound', reason: 'test' }),
-  verifiedClientName: async () => ({ name: 'unknown', reverseName: 'unknown', nameStatus: 'perm', reverseNameStatus: 'perm' }),
-};
+const noDns = offlineDnsClient('test');
 
 const events: EventRecord[] = [];
 const log: MailLogger = {

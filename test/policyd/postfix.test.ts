@@ -17,7 +17,7 @@ import { configFromText } from '../../src/config/config.js';
 import { openTable } from '../../src/tables/open.js';
 import { NULL_LOGGER } from '../../src/log/logger.js';
 import { openGreylist, type Greylist } from '../../src/greylist/greylist.js';
-import type { DnsClient } from '../../src/dns/resolver.js';
+import { offlineDnsClient, type DnsClient } from '../../src/dns/resolver.js';
 import { compilePolicyServicePolicy } from '../../src/policyd/policy.js';
 import { POLICYD_POLICY, PolicyServiceListener } from '../../src/policyd/server.js';
 import { PostfixPeer } from '../../bench/lib/postfix-peer.js';
@@ -34,14 +34,7 @@ function unavailable(): string | null {
 }
 const SKIP: string | false = IN_CI ? false : (unavailable() ?? false);
 
-const noDns: DnsClient = {
-  a: async () => ({ status: 'notfound', reason: 'test' }),
-  aaaa: async () => ({ status: 'notfound', reason: 'test' }),
-  txt: async () => ({ status: 'notfound', reason: 'test' }),
-  mx: async () => ({ status: 'notfound', reason: 'test' }),
-  reverse: async () => ({ status: 'notfound', reason: 'test' }),
-  verifiedClientName: async () => ({ name: 'unknown', reverseName: 'unknown', nameStatus: 'perm', reverseNameStatus: 'perm' }),
-};
+const noDns = offlineDnsClient('test');
 
 const GREYGATE_CF = [
   'myhostname = policy.greygate.test',

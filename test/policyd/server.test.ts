@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { configFromText } from '../../src/config/config.js';
 import { openTable } from '../../src/tables/open.js';
-import type { DnsClient } from '../../src/dns/resolver.js';
+import { offlineDnsClient, type DnsClient } from '../../src/dns/resolver.js';
 import type { MailLogger } from '../../src/log/logger.js';
 import type { EventRecord } from '../../src/log/events.js';
 import type { Policy } from '../../src/restrictions/policy.js';
@@ -20,14 +20,7 @@ import { compilePolicyServicePolicy } from '../../src/policyd/policy.js';
 import { POLICYD_POLICY, PolicyServiceListener } from '../../src/policyd/server.js';
 import { RawPolicyClient, encodeRequest, postfixRcptRequest } from './policy-client.js';
 
-const noDns: DnsClient = {
-  a: async () => ({ status: 'notfound', reason: 'test' }),
-  aaaa: async () => ({ status: 'notfound', reason: 'test' }),
-  txt: async () => ({ status: 'notfound', reason: 'test' }),
-  mx: async () => ({ status: 'notfound', reason: 'test' }),
-  reverse: async () => ({ status: 'notfound', reason: 'test' }),
-  verifiedClientName: async () => ({ name: 'unknown', reverseName: 'unknown', nameStatus: 'perm', reverseNameStatus: 'perm' }),
-};
+const noDns = offlineDnsClient('test');
 
 interface Logged {
   events: EventRecord[];

@@ -12,7 +12,7 @@ import { openTable } from '../../src/tables/open.js';
 import { compilePolicy } from '../../src/restrictions/policy.js';
 import { createPolicyClient, parseEndpoint } from '../../src/restrictions/policy-client.js';
 import { newEffects, type SessionState } from '../../src/restrictions/state.js';
-import type { DnsClient } from '../../src/dns/resolver.js';
+import { offlineDnsClient, type DnsClient } from '../../src/dns/resolver.js';
 
 const FIXTURES = join(import.meta.dirname, '..', 'fixtures', 'restrictions');
 
@@ -58,14 +58,7 @@ function serve(sock: Socket): void {
   });
 }
 
-const noDns: DnsClient = {
-  a: async () => ({ status: 'notfound', reason: 'test' }),
-  aaaa: async () => ({ status: 'notfound', reason: 'test' }),
-  txt: async () => ({ status: 'notfound', reason: 'test' }),
-  mx: async () => ({ status: 'notfound', reason: 'test' }),
-  reverse: async () => ({ status: 'notfound', reason: 'test' }),
-  verifiedClientName: async () => ({ name: 'unknown', reverseName: 'unknown', nameStatus: 'perm', reverseNameStatus: 'perm' }),
-};
+const noDns = offlineDnsClient('test');
 
 before(async () => {
   server = createServer(serve);
