@@ -13,10 +13,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { BenchError } from './bench-error.js';
 import { onExit } from './exit-cleanup.js';
 import { LOOPBACK, waitForSmtpGreeting } from './net.js';
+import { stopChild } from './stop-child.js';
 
 export interface GreygateOptions {
   /** Project root: the gateway's working directory, and where dist/main.js is by default. */
@@ -152,21 +152,7 @@ export class GreygateRunner {
 
   /** SIGTERM drains and stops (design.md); after 15 s the benchmark stops waiting. */
   async stop(): Promise<void> {
-    if (this.running()) {
-      const gone = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
-      this.child.kill('SIGTERM');
-      const patience = new AbortController();
-      const timedOut = await Promise.race([
-        gone.then(() => false),
-        sleep(15_000, true, { signal: patience.signal }).catch(() => false),
-      ]);
-      patience.abort();
-      if (timedOut) {
-        process.stderr.write('bench: greygate ignored SIGTERM for 15 s; killing it\n');
-        this.child.kill('SIGKILL');
-        await gone;
-      }
-    }
+    await stopChild(this.child, 'greygate', 15_000);
     this.disarm();
   }
 }

@@ -21,6 +21,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { BenchError } from './bench-error.js';
 import { onExit } from './exit-cleanup.js';
 import { LOOPBACK } from './net.js';
+import { stopChild } from './stop-child.js';
 
 export interface StandaloneOptions {
   readonly projectRoot: string;
@@ -92,13 +93,7 @@ export class PolicydStandalone {
   }
 
   async stop(): Promise<void> {
-    if (this.running()) {
-      const gone = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
-      this.child.kill('SIGTERM');
-      const t = setTimeout(() => this.child.kill('SIGKILL'), 10_000);
-      await gone;
-      clearTimeout(t);
-    }
+    await stopChild(this.child, 'the policy service', 10_000);
     this.disarm();
   }
 }

@@ -18,6 +18,7 @@ import { BenchError } from './bench-error.js';
 import { findExecutable } from './executables.js';
 import { onExit } from './exit-cleanup.js';
 import { LOOPBACK } from './net.js';
+import { stopChild } from './stop-child.js';
 
 const run = promisify(execFile);
 
@@ -110,13 +111,7 @@ export class PostgreyPeer {
   }
 
   async stop(): Promise<void> {
-    if (this.running()) {
-      const gone = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
-      this.child.kill('SIGTERM');
-      const t = setTimeout(() => this.child.kill('SIGKILL'), 10_000);
-      await gone;
-      clearTimeout(t);
-    }
+    await stopChild(this.child, 'postgrey', 10_000);
     this.disarm();
   }
 }
