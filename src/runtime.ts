@@ -21,12 +21,16 @@ import { compileChecks } from './checks/compile.js';
 import { compilePolicyServicePolicy } from './policyd/policy.js';
 import { POLICYD_POLICY } from './policyd/server.js';
 import type { IpMatcher, SmtpdPolicy, SmtpdRuntime } from './smtpd/ports.js';
+import { Router } from './delivery/router.js';
+import { deliverySettings, type DeliveryRuntime } from './delivery/scheduler.js';
 
 // master.cf's submission/smtps examples: only authenticated clients may send.
 const SUBMISSION_OVERRIDES = { smtpd_relay_restrictions: 'permit_sasl_authenticated, reject' };
 
 export interface CompiledRuntime {
   runtime: SmtpdRuntime;
+  /** Routing and queue-manager settings of the same snapshot. */
+  delivery: DeliveryRuntime;
   problems: Problem[];
   /** Every file the snapshot was built from, for the reload watcher. */
   files: Set<string>;
@@ -88,6 +92,7 @@ export function compileRuntime(config: Config, tables: TableCache, dns: DnsClien
     xclientHosts: list('smtpd_authorized_xclient_hosts'),
     limitExceptions: list('smtpd_client_event_limit_exceptions'),
   };
+  const delivery: DeliveryRuntime = { router: new Router(config, openTable, problems), settings: deliverySettings(config) };
   // Tables named by other parameters (alias_maps, transport_maps, header_checks ...) are
   // opened now too, so that their errors stop a start/reload like any other.
   for (const def of PARAMS.values()) {
@@ -96,7 +101,7 @@ export function compileRuntime(config: Config, tables: TableCache, dns: DnsClien
   }
   problems.push(...tables.endGeneration());
   const files = new Set<string>([config.file, ...tables.files()]);
-  return { runtime, problems, files };
+  return { runtime, delivery, problems, files };
 }
 
 function matcher(l: NetworkList): IpMatcher {

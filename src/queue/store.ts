@@ -49,6 +49,8 @@ const FLUSH_THRESHOLD = 128 * 1024;
 const MAX_ENVELOPE_AREA = 64 * 1024 * 1024;
 const TEMP_PREFIX = '.tmp-';
 const FLUSH_TRIGGER = 'flush';
+/* Postfix's pickup: a message committed by another process (sendmail) is waiting in incoming. */
+const PICKUP_TRIGGER = 'pickup';
 
 export interface QueueStoreOptions {
   /** fsync data and directories before commit() resolves (main.cf queue_fsync). */
@@ -812,10 +814,23 @@ export class QueueStore {
     }
   }
 
-  /** watchFlush - call onFlush when another process requests a flush; returns the unsubscribe */
-  watchFlush(onFlush: () => void): () => void {
+  /** requestPickup - tell a running gateway that incoming/ has a message from another process */
+  async requestPickup(): Promise<void> {
+    try {
+      await writeFile(join(this.root, PICKUP_TRIGGER), `${Date.now()}\n`);
+    } catch (e) {
+      throw ioError('cannot write the pickup trigger', e);
+    }
+  }
+
+  /**
+   * watchFlush - call onFlush when another process requests a flush, and onPickup (when
+   * given) when it requests a pickup; returns the unsubscribe
+   */
+  watchFlush(onFlush: () => void, onPickup?: () => void): () => void {
     const w = fs.watch(this.root, (_event, name) => {
       if (name === FLUSH_TRIGGER) onFlush();
+      else if (name === PICKUP_TRIGGER) onPickup?.();
     });
     w.on('error', () => undefined);
     w.unref();
