@@ -19,6 +19,7 @@ const COMMANDS: ReadonlyMap<string, Loader> = new Map<string, Loader>([
   ['postmap', () => import('./postmap.js')],
   ['postqueue', () => import('./postqueue.js')],
   ['postsuper', () => import('./postsuper.js')],
+  ['sendmail', () => import('./sendmail.js')],
   ['user', () => import('./user.js')],
   ['trace', () => import('./trace.js')],
 ]);

@@ -169,6 +169,10 @@ export async function run(args: string[], io: CliIO): Promise<number> {
         else await perId[op.flag](id);
       }
     }
+    // A running gateway picks requeued mail up at once, and released or force-expired mail
+    // on a deferred scan now (Postfix's postsuper signals the queue manager the same way).
+    if (count.requeued > 0) await store.requestPickup();
+    if (count.released > 0 || count.expired > 0) await store.requestFlush();
   } finally {
     await store.close();
   }

@@ -144,16 +144,16 @@ export async function holdAll(store: QueueStore, queues: readonly MessageQueue[]
   return n;
 }
 
-/** releaseOne - postsuper -H ID: hold to deferred (postsuper(1): released mail goes to deferred) */
+/** releaseOne - postsuper -H ID: hold to deferred, due now (postsuper(1): released mail goes to deferred) */
 export async function releaseOne(store: QueueStore, id: string, queues: readonly MessageQueue[] = MESSAGE_QUEUES): Promise<boolean> {
   if (!queues.includes('hold')) return false;
-  return onFirst(id, ['hold'], () => store.move(id, 'hold', 'deferred'));
+  return onFirst(id, ['hold'], () => store.move(id, 'hold', 'deferred', { resetTime: true }));
 }
 
 /** releaseAll - postsuper -H ALL */
 export async function releaseAll(store: QueueStore, queues: readonly MessageQueue[] = MESSAGE_QUEUES): Promise<number> {
   if (!queues.includes('hold')) return 0;
-  const n = await onAll(store, ['hold'], (_q, id) => store.move(id, 'hold', 'deferred', { sync: false }));
+  const n = await onAll(store, ['hold'], (_q, id) => store.move(id, 'hold', 'deferred', { resetTime: true, sync: false }));
   if (n > 0 && store.fsync) await store.syncDir('deferred');
   return n;
 }
