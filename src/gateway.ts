@@ -10,6 +10,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { networkInterfaces } from 'node:os';
 import { acquirePidLock, PidLockError } from './util/pid-lock.js';
 import { GreygateError, formatProblem, type Problem } from './errors.js';
 import { loadConfig, type Config } from './config/config.js';
@@ -27,6 +28,13 @@ import { ConnectionLimits } from './smtpd/limits.js';
 import { PolicyServiceListener } from './policyd/server.js';
 import type { SmtpdRuntime } from './smtpd/ports.js';
 import { compileRuntime, type CompiledRuntime } from './runtime.js';
+import { Scheduler, type DeliveryRuntime, type OutgoingNotice } from './delivery/scheduler.js';
+import { SmtpAgent, smtpAgentOptions } from './delivery/relay.js';
+import { LocalAgent, type ForwardInput } from './delivery/local.js';
+import type { DeliveryAgent } from './delivery/agent.js';
+import { MaildirStore } from './mailbox/maildir.js';
+import { buildNotice, noticeRecipient, noticeSettings } from './queue/bounce.js';
+import type { SmtpdQueue } from './smtpd/ports.js';
 
 export class GatewayStartError extends GreygateError {
   readonly problems: readonly Problem[];
@@ -59,6 +67,12 @@ export class Gateway {
 
   private readonly releaseLock: () => void;
   private readonly greylist: Greylist;
+  private deliverySnapshot: DeliveryRuntime;
+  private readonly mailboxes: MaildirStore;
+  private readonly agents = new Map<string, DeliveryAgent>();
+  private scheduler: Scheduler | null = null;
+  /** `ip:port` of our SMTP listeners (`*:port` for a wildcard bind): the smtp agent's loop check. */
+  private readonly ownEndpoints = new Set<string>();
 
   private constructor(opts: GatewayOptions, config: Config, built: CompiledRuntime, deps: { log: MailLogger; tables: TableCache; dns: DnsClient; users: UserStore; queue: QueueStore; release: () => void; greylist: Greylist }) {
     this.releaseLock = deps.release;
@@ -66,6 +80,8 @@ export class Gateway {
     this.opts = opts;
     this.config = config;
     this.runtimeSnapshot = built.runtime;
+    this.deliverySnapshot = built.delivery;
+    this.mailboxes = new MaildirStore(config.dataDir(), { warn: (m) => deps.log.warn(m, { stage: 'local' }) });
     this.log = deps.log;
     this.tables = deps.tables;
     this.dns = deps.dns;
@@ -115,7 +131,10 @@ export class Gateway {
     const gw = new Gateway(opts, config, built, { log, tables, dns, users, queue, release, greylist: gl.greylist });
     try {
       await gw.listen();
+      if (deliveryDisabled(config)) log.info('queue manager disabled by master_service_disable: mail is accepted and queued, not delivered', { event: 'start' });
+      else gw.startDelivery();
     } catch (err) {
+      await gw.stopDelivery();
       await gl.greylist.close();
       await queue.close();
       users.close();
@@ -137,7 +156,7 @@ export class Gateway {
     ];
     const deps = {
       runtime: () => this.runtimeSnapshot,
-      queue: this.queue,
+      queue: this.notifyingQueue(),
       users: this.users,
       dns: createClientNameResolver(this.dns, { system: cfg.list('dns_resolvers').length === 0, timeoutMs: cfg.time('dns_timeout') }),
       log: this.log,
@@ -155,6 +174,7 @@ export class Gateway {
           throw new GreygateError('GG_CONFIG', `${name}: cannot listen on ${host}:${port}: ${(err as Error).message}`, { cause: err });
         }
         this.listeners.push(l);
+        this.ownEndpoints.add(host === '::' || host === '0.0.0.0' ? `*:${l.port()}` : `${host.replace(/^::ffff:/i, '')}:${l.port()}`);
       }
     }
     const policyPort = cfg.int('policy_service_port');
@@ -178,6 +198,107 @@ export class Gateway {
       listeners: this.ports(),
       tls: tls.generated ? 'self-signed' : 'configured',
     });
+  }
+
+  /**
+   * The queue manager and its agents. The agents are built from the start-up configuration
+   * (connection caches and limits); routing and scheduling follow every reload.
+   */
+  private startDelivery(): void {
+    const cfg = this.config;
+    const own = this.ownEndpoints;
+    const smtp = new SmtpAgent(
+      smtpAgentOptions(cfg, {
+        dns: this.dns,
+        log: this.log,
+        // A listener bound to every address ("::") answers on every local address too.
+        isSelf: (ip, port) => own.has(`${ip}:${port}`) || (own.has(`*:${port}`) && isLocalAddress(ip)),
+      }),
+    );
+    const snapshot = () => this.deliverySnapshot;
+    const local = new LocalAgent({
+      users: this.users,
+      mailboxes: this.mailboxes,
+      // Reloads replace alias_maps: the agent reads the current one at each delivery.
+      get aliases() {
+        return snapshot().aliases;
+      },
+      recipientDelimiter: cfg.get('recipient_delimiter'),
+      isLocalDomain: (d) => this.deliverySnapshot.router.isLocalDomain(d) === true,
+      forward: (input) => this.forward(input),
+      myorigin: cfg.get('myorigin'),
+      configDir: cfg.configDir,
+      warn: (m) => this.log.warn(m, { stage: 'local' }),
+    });
+    this.agents.set('smtp', smtp);
+    this.agents.set('relay', smtp);
+    this.agents.set('local', local);
+    this.scheduler = new Scheduler({
+      store: this.queue,
+      log: this.log,
+      runtime: () => this.deliverySnapshot,
+      agents: this.agents,
+      notice: (env, recipients, message, now) =>
+        buildNotice({
+          kind: 'failure',
+          envelope: env,
+          recipients: recipients.map((r) => noticeRecipient(r.recipient, 'failure', { relay: r.relay, lastAttemptAt: r.lastAttempt })),
+          message,
+          now,
+          settings: noticeSettings(this.config),
+        }),
+      submit: (n) => this.submit(n, 'bounce'),
+    });
+    this.scheduler.start();
+  }
+
+  private async stopDelivery(): Promise<void> {
+    await this.scheduler?.stop();
+    const agents = new Set(this.agents.values());
+    this.agents.clear();
+    await Promise.all([...agents].map((a) => a.close()));
+    this.mailboxes.close();
+  }
+
+  /** The queue as smtpd sees it: a commit to incoming/ wakes the queue manager at once. */
+  private notifyingQueue(): SmtpdQueue {
+    const queue = this.queue;
+    return {
+      createWriter: () => {
+        const w = queue.createWriter();
+        return {
+          get queueId() {
+            return w.queueId;
+          },
+          write: (chunk) => w.write(chunk),
+          commit: async (env, target) => {
+            await w.commit(env, target);
+            if (target === 'incoming') this.scheduler?.notify(w.queueId);
+          },
+          abort: () => w.abort(),
+        };
+      },
+    };
+  }
+
+  /** Queue a message the mail system itself sends (a notice, a forwarded copy). */
+  private async submit(n: OutgoingNotice, service: string): Promise<string> {
+    const w = this.queue.createWriter();
+    try {
+      await w.write(n.message);
+      await w.commit({ sender: n.sender, recipients: [...n.recipients], client: { address: '127.0.0.1', name: 'localhost' }, protocol: service, service }, 'incoming');
+    } catch (e) {
+      await w.abort();
+      throw e;
+    }
+    return w.queueId;
+  }
+
+  private async forward(input: ForwardInput): Promise<string> {
+    const id = await this.submit({ sender: input.sender, recipients: input.recipients, message: input.message }, 'local');
+    this.log.event({ event: 'info', stage: 'local', queue_id: id, from: input.sender, to: input.recipients, orig_to: input.origin, msg: `${id}: forwarded from ${input.origin} to ${input.recipients.join(', ')}` });
+    this.scheduler?.notify(id);
+    return id;
   }
 
   /** Rebuild config and tables; keep the old snapshot if anything is wrong. */
@@ -216,6 +337,7 @@ export class Gateway {
     const old = this.runtimeSnapshot;
     this.config = config;
     this.runtimeSnapshot = built.runtime;
+    this.deliverySnapshot = built.delivery;
     // Sessions that started with the old snapshot keep using it for a while.
     setTimeout(() => closePolicies(old), 300_000).unref();
     this.watcher.setFiles([...built.files, ...this.greylist.files()]);
@@ -243,6 +365,7 @@ export class Gateway {
     this.watcher.close();
     this.log.event({ event: 'stop', msg: 'greygate stopping: no new connections, finishing transactions in progress' });
     await this.closeListeners();
+    await this.stopDelivery();
     closePolicies(this.runtimeSnapshot);
     await this.greylist.close();
     await this.queue.close();
@@ -265,6 +388,18 @@ export function listenAddresses(items: string[]): string[] {
     out.add(it.replace(/^\[(.*)\]$/, '$1'));
   }
   return [...out];
+}
+
+/** master_service_disable names qmgr (Postfix's service/type form, or the bare name). */
+function deliveryDisabled(config: Config): boolean {
+  return config.list('master_service_disable').some((s) => /^qmgr(\/(unix|fifo))?$/i.test(s));
+}
+
+function isLocalAddress(ip: string): boolean {
+  const bare = ip.replace(/^::ffff:/i, '');
+  if (bare.startsWith('127.') || bare === '::1') return true;
+  for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) if (a.address === bare) return true;
+  return false;
 }
 
 /** Close the policies of a snapshot no session can start with any more. */

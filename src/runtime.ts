@@ -22,6 +22,7 @@ import { compilePolicyServicePolicy } from './policyd/policy.js';
 import { POLICYD_POLICY } from './policyd/server.js';
 import type { IpMatcher, SmtpdPolicy, SmtpdRuntime } from './smtpd/ports.js';
 import { Router } from './delivery/router.js';
+import { Maps } from './tables/maps.js';
 import { deliverySettings, type DeliveryRuntime } from './delivery/scheduler.js';
 
 // master.cf's submission/smtps examples: only authenticated clients may send.
@@ -92,7 +93,11 @@ export function compileRuntime(config: Config, tables: TableCache, dns: DnsClien
     xclientHosts: list('smtpd_authorized_xclient_hosts'),
     limitExceptions: list('smtpd_client_event_limit_exceptions'),
   };
-  const delivery: DeliveryRuntime = { router: new Router(config, openTable, problems), settings: deliverySettings(config) };
+  const delivery: DeliveryRuntime = {
+    router: new Router(config, openTable, problems),
+    settings: deliverySettings(config),
+    aliases: new Maps('alias_maps', config.list('alias_maps').map(openTable)),
+  };
   // Tables named by other parameters (alias_maps, transport_maps, header_checks ...) are
   // opened now too, so that their errors stop a start/reload like any other.
   for (const def of PARAMS.values()) {

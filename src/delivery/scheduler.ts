@@ -26,6 +26,7 @@ import type { DsnResult, Envelope, Recipient } from '../queue/envelope.js';
 import type { QueueMessage, QueueStore } from '../queue/store.js';
 import type { DeliveryAgent, DeliveryJob, JobRecipient, RecipientOutcome } from './agent.js';
 import type { Router } from './router.js';
+import type { Maps } from '../tables/maps.js';
 
 export interface DeliverySettings {
   readonly minimalBackoffMs: number;
@@ -43,11 +44,11 @@ export interface DeliverySettings {
 export function deliverySettings(config: Config): DeliverySettings {
   const dbs = config.get('double_bounce_sender');
   return {
-    minimalBackoffMs: config.time('minimal_backoff_time') * 1000,
-    maximalBackoffMs: config.time('maximal_backoff_time') * 1000,
-    queueRunDelayMs: Math.max(1000, config.time('queue_run_delay') * 1000),
-    maximalQueueLifetimeMs: config.time('maximal_queue_lifetime') * 1000,
-    bounceQueueLifetimeMs: config.time('bounce_queue_lifetime') * 1000,
+    minimalBackoffMs: config.time('minimal_backoff_time'),
+    maximalBackoffMs: config.time('maximal_backoff_time'),
+    queueRunDelayMs: Math.max(1000, config.time('queue_run_delay')),
+    maximalQueueLifetimeMs: config.time('maximal_queue_lifetime'),
+    bounceQueueLifetimeMs: config.time('bounce_queue_lifetime'),
     activeLimit: Math.max(1, config.int('qmgr_message_active_limit')),
     recipientLimit: Math.max(1, config.int('default_destination_recipient_limit')),
     doubleBounceAddress: (dbs.includes('@') ? dbs : `${dbs}@${config.get('myorigin')}`).toLowerCase(),
@@ -58,6 +59,8 @@ export function deliverySettings(config: Config): DeliverySettings {
 export interface DeliveryRuntime {
   readonly router: Router;
   readonly settings: DeliverySettings;
+  /** alias_maps for the local agent (aliases(5) format). */
+  readonly aliases: Maps;
 }
 
 /** One recipient a notice is about. */

@@ -171,6 +171,9 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<TestGatew
     imap_port: '0',
     imaps_port: '0',
     smtpd_authorized_xclient_hosts: '127.0.0.1',
+    // Tests about acceptance inspect the queue: no deliveries unless a test turns them on
+    // (master_service_disable = '' with relayhost/transport_maps pointing at a loopback sink).
+    master_service_disable: 'qmgr',
     ...opts.params,
   };
   const gw = new TestGateway(dir, ports, params);
