@@ -238,11 +238,11 @@ export class Gateway {
       log: this.log,
       runtime: () => this.deliverySnapshot,
       agents: this.agents,
-      notice: (env, recipients, message, now) =>
+      notice: (kind, env, recipients, message, now) =>
         buildNotice({
-          kind: 'failure',
+          kind,
           envelope: env,
-          recipients: recipients.map((r) => noticeRecipient(r.recipient, 'failure', { relay: r.relay, lastAttemptAt: r.lastAttempt })),
+          recipients: recipients.map((r) => noticeRecipient(r.recipient, kind, { relay: r.relay, lastAttemptAt: r.lastAttempt })),
           message,
           now,
           settings: noticeSettings(this.config),

@@ -38,6 +38,8 @@ export interface DeliverySettings {
   readonly recipientLimit: number;
   /** `double-bounce@myorigin`: mail from it that fails is dropped, never bounced again. */
   readonly doubleBounceAddress: string;
+  /** delay_warning_time; 0 = no delay warnings. */
+  readonly delayWarningMs: number;
 }
 
 /** deliverySettings - the scheduler's parameters from main.cf */
@@ -52,6 +54,7 @@ export function deliverySettings(config: Config): DeliverySettings {
     activeLimit: Math.max(1, config.int('qmgr_message_active_limit')),
     recipientLimit: Math.max(1, config.int('default_destination_recipient_limit')),
     doubleBounceAddress: (dbs.includes('@') ? dbs : `${dbs}@${config.get('myorigin')}`).toLowerCase(),
+    delayWarningMs: config.time('delay_warning_time'),
   };
 }
 
@@ -85,8 +88,8 @@ export interface SchedulerDeps {
   runtime(): DeliveryRuntime;
   /** Agents by transport name; `smtp` and `relay` usually share one. */
   readonly agents: ReadonlyMap<string, DeliveryAgent>;
-  /** Build the non-delivery notice for these recipients, or null when none is due. */
-  notice(env: Envelope, recipients: readonly NoticeRecipient[], message: Buffer, now: number): OutgoingNotice | null;
+  /** Build the non-delivery (failure) or delay notice for these recipients, or null when none is due. */
+  notice(kind: 'failure' | 'delay', env: Envelope, recipients: readonly NoticeRecipient[], message: Buffer, now: number): OutgoingNotice | null;
   /** Commit a new message (a notice) to incoming/; resolves to its queue ID. */
   submit(notice: OutgoingNotice): Promise<string>;
 }
@@ -247,11 +250,23 @@ export class Scheduler {
     }
     env.attempts += 1;
     env.lastAttemptAt = attemptAt;
-    if (noticeFor.length > 0) await this.sendNotice(env, noticeFor, body ?? (await store.readBody(msg)), now);
-    if (openRecipients(env).length === 0) {
+    if (noticeFor.length > 0) await this.sendNotice('failure', env, noticeFor, body ?? (await store.readBody(msg)), now);
+    const remaining = openRecipients(env);
+    if (remaining.length === 0) {
       await store.remove('active', id);
       log.event({ event: 'info', stage: 'qmgr', queue_id: id, msg: `${id}: removed` });
       return;
+    }
+    // One delay warning per message once it has waited delay_warning_time (Postfix's
+    // "Delayed Mail (still being retried)"); never for null-sender mail (notify_classes).
+    if (settings.delayWarningMs > 0 && env.delayWarningSentAt === undefined && env.sender !== '' && Date.now() - env.arrivalTime >= settings.delayWarningMs) {
+      const delayed = remaining.map((r): NoticeRecipient => {
+        const rcpt = env.recipients[r.index]!;
+        const reason = rcpt.delayReason ?? 'delivery temporarily suspended';
+        return { recipient: { ...rcpt }, relay: 'none', reason, dsn: rcpt.dsn ?? { status: '4.0.0', diagnostic: reason }, lastAttempt: attemptAt };
+      });
+      await this.sendNotice('delay', env, delayed, body ?? (await store.readBody(msg)), now);
+      env.delayWarningSentAt = Date.now();
     }
     // qmgr's backoff: the time since arrival, clamped to [minimal, maximal]_backoff_time,
     // so the interval roughly doubles with each attempt until it reaches the maximum.
@@ -357,15 +372,15 @@ export class Scheduler {
     }
   }
 
-  private async sendNotice(env: Envelope, noticeFor: readonly NoticeRecipient[], body: Buffer, now: number): Promise<void> {
+  private async sendNotice(kind: 'failure' | 'delay', env: Envelope, noticeFor: readonly NoticeRecipient[], body: Buffer, now: number): Promise<void> {
     if (env.sender.toLowerCase() === this.deps.runtime().settings.doubleBounceAddress) {
       this.deps.log.event({ event: 'info', stage: 'bounce', queue_id: env.queueId, msg: `${env.queueId}: undeliverable double-bounce discarded` });
       return;
     }
-    const notice = this.deps.notice(env, noticeFor, body, now);
+    const notice = this.deps.notice(kind, env, noticeFor, body, now);
     if (!notice) return;
     const id = await this.deps.submit(notice);
-    const what = env.sender === '' ? 'postmaster non-delivery notification' : 'sender non-delivery notification';
+    const what = kind === 'delay' ? 'sender delay notification' : env.sender === '' ? 'postmaster non-delivery notification' : 'sender non-delivery notification';
     this.deps.log.event({ event: 'info', stage: 'bounce', queue_id: env.queueId, notice_id: id, msg: `${env.queueId}: ${what}: ${id}` });
     this.notify(id);
   }

@@ -71,6 +71,8 @@ export interface Envelope {
   /** When the scheduler wants to try again; the file's mtime carries the same value. */
   nextAttemptAt: number;
   lastAttemptAt?: number;
+  /** When a delay warning (delay_warning_time) went to the sender; at most one per message. */
+  delayWarningSentAt?: number;
   /** HOLD action text ('' when none was given); set whenever the message went to hold by policy. */
   hold?: string;
   /** DISCARD action text: accepted, and to be dropped by the scheduler for all recipients. */
@@ -198,6 +200,7 @@ export function serialiseEnvelope(env: Envelope): string {
   };
   put(o, 'service', env.service);
   put(o, 'last_attempt', env.lastAttemptAt);
+  put(o, 'delay_warning_sent', env.delayWarningSentAt);
   put(o, 'hold_reason', env.hold);
   put(o, 'discard_reason', env.discard);
   put(o, 'redirect', env.redirect);
@@ -313,6 +316,7 @@ export function parseEnvelope(text: string): ParseResult<Envelope> {
     assign(env.client, 'saslUsername', optStr(client, 'sasl_username'));
     assign(env, 'service', optStr(raw, 'service'));
     assign(env, 'lastAttemptAt', optNum(raw, 'last_attempt'));
+    assign(env, 'delayWarningSentAt', optNum(raw, 'delay_warning_sent'));
     assign(env, 'hold', optStr(raw, 'hold_reason'));
     assign(env, 'discard', optStr(raw, 'discard_reason'));
     assign(env, 'redirect', optStr(raw, 'redirect'));

@@ -248,6 +248,29 @@ describe('queue manager and delivery, end to end', () => {
     });
   });
 
+  describe('delay warnings', () => {
+    it('after delay_warning_time the sender gets one "still being retried" notice', async () => {
+      const gw = await startGateway({ params: { ...DELIVERY, delay_warning_time: '1s', relayhost: '[127.0.0.1]:9' } });
+      try {
+        assert.equal((await gw.cli(['user', 'add', 'alice', '--password-stdin'], 'pw\n')).code, 0);
+        const id = queueIdOf(await send(gw, 'alice@greygate.test', ['b@relay.test'], 'Subject: slow\r\n\r\nhi\r\n'));
+        const box = await waitFor('delay notice', async () => {
+          const m = await readMaildir(gw, 'alice');
+          return m.length ? m : null;
+        });
+        assert.equal(box[0]!.subject, 'Delayed Mail (still being retried)');
+        const st = box[0]!.parts.find((p) => p.type === 'message/delivery-status');
+        assert.match(st?.text ?? '', /Action: delayed/);
+        // More retries happen (1-2 s backoff), but no second warning.
+        await gw.waitLog((r) => r.event === 'defer' && r.queue_id === id && Number(r.delay) >= 3, 10_000);
+        assert.equal((await readMaildir(gw, 'alice')).length, 1);
+        assert.ok(queueFiles(gw, 'deferred').includes(id) || queueFiles(gw, 'active').includes(id));
+      } finally {
+        await gw.stop();
+      }
+    });
+  });
+
   describe('bounces', () => {
     let sink: SmtpSink;
     let gw: TestGateway;
