@@ -215,7 +215,7 @@ export class Scheduler {
     const { store, log } = this.deps;
     // The rename into active/ is the lease: if it fails, someone else (postsuper) moved it.
     if (!(await store.move(id, from, 'active', { sync: false }))) return;
-    const read = await store.read('active', id);
+    const read = await store.read('active', id, { withBody: true });
     if (read.kind === 'missing') return;
     if (read.kind === 'corrupt') {
       const name = await store.quarantine('active', id);
@@ -234,11 +234,10 @@ export class Scheduler {
     const open = openRecipients(env);
     const noticeFor: NoticeRecipient[] = [];
     const attemptAt = Date.now();
-    let body: Buffer | null = null;
+    const body = read.body ?? (await store.readBody(msg));
     if (msg.forcedExpire) {
       this.expire(env, open, noticeFor, 'message is administratively expired');
     } else if (open.length > 0) {
-      body = await store.readBody(msg);
       const outcomes = await this.attempt(msg, env, open, body);
       for (const [rcpt, outcome] of outcomes) this.record(env, rcpt, outcome, noticeFor, attemptAt);
     }
@@ -250,7 +249,7 @@ export class Scheduler {
     }
     env.attempts += 1;
     env.lastAttemptAt = attemptAt;
-    if (noticeFor.length > 0) await this.sendNotice('failure', env, noticeFor, body ?? (await store.readBody(msg)), now);
+    if (noticeFor.length > 0) await this.sendNotice('failure', env, noticeFor, body, now);
     const remaining = openRecipients(env);
     if (remaining.length === 0) {
       await store.remove('active', id);
@@ -265,7 +264,7 @@ export class Scheduler {
         const reason = rcpt.delayReason ?? 'delivery temporarily suspended';
         return { recipient: { ...rcpt }, relay: 'none', reason, dsn: rcpt.dsn ?? { status: '4.0.0', diagnostic: reason }, lastAttempt: attemptAt };
       });
-      await this.sendNotice('delay', env, delayed, body ?? (await store.readBody(msg)), now);
+      await this.sendNotice('delay', env, delayed, body, now);
       env.delayWarningSentAt = Date.now();
     }
     // qmgr's backoff: the time since arrival, clamped to [minimal, maximal]_backoff_time,
