@@ -128,7 +128,9 @@ function greygateTarget(gg: GreygateRunner): Target {
     key: 'greygate',
     label: 'greygate',
     async measure(spec) {
-      const before = await gg.queued();
+      // greygate now delivers what it accepts (as Postfix does), so queue files come and go:
+      // count the accept records in the decision log instead.
+      const from = gg.logSize();
       let result: LoadResult;
       try {
         result = await runSmtpSource({ ...spec, port: gg.port, label: 'greygate' });
@@ -136,17 +138,13 @@ function greygateTarget(gg: GreygateRunner): Target {
         if (e instanceof BenchError && !gg.running()) throw new BenchError(`${e.message} (greygate died)${gg.tail()}`);
         throw e;
       }
-      // 250 is sent only after the queue file is fsynced and renamed into place, so the
-      // count should already be right; the short grace only covers a slow directory scan.
-      let added = (await gg.queued()) - before;
+      let added = gg.countEvents(from, ['accept']).accept ?? 0;
       for (let i = 0; i < 20 && added !== spec.messages; i++) {
         await sleep(100);
-        added = (await gg.queued()) - before;
+        added = gg.countEvents(from, ['accept']).accept ?? 0;
       }
       if (added !== spec.messages) {
-        throw new BenchError(
-          `greygate answered 250 to ${spec.messages} messages but ${added} new file(s) appeared under ${join(gg.dataDir, 'queue')}`,
-        );
+        throw new BenchError(`greygate answered 250 to ${spec.messages} messages but the log has ${added} accept record(s)`);
       }
       return result;
     },

@@ -345,7 +345,9 @@ function greygateTarget(key: TargetKey, label: string, gg: GreygateRunner): Targ
     label,
     port: gg.port,
     async measure(messages, sessions, body) {
-      const before = await gg.queued();
+      // greygate now delivers what it accepts (as Postfix does), so queue files come and go:
+      // count the accept records in the decision log instead.
+      const from = gg.logSize();
       let result: LoadResult;
       try {
         result = await runSmtpSource({ port: gg.port, messages, sessions, body, label });
@@ -353,14 +355,13 @@ function greygateTarget(key: TargetKey, label: string, gg: GreygateRunner): Targ
         if (e instanceof BenchError && !gg.running()) throw new BenchError(`${e.message} (greygate died)${gg.tail()}`);
         throw e;
       }
-      // As in bench:accept: 250 comes after the queue file is fsynced and renamed into place.
-      let added = (await gg.queued()) - before;
+      let added = gg.countEvents(from, ['accept']).accept ?? 0;
       for (let i = 0; i < 20 && added !== messages; i++) {
         await sleep(100);
-        added = (await gg.queued()) - before;
+        added = gg.countEvents(from, ['accept']).accept ?? 0;
       }
       if (added !== messages) {
-        throw new BenchError(`${label} answered 250 to ${messages} messages but ${added} new file(s) appeared under ${join(gg.dataDir, 'queue')}`);
+        throw new BenchError(`${label} answered 250 to ${messages} messages but the log has ${added} accept record(s)`);
       }
       return result;
     },

@@ -2,17 +2,24 @@
  * @module bench/lib/greygate-runner
  * SUMMARY: start the built gateway (`node dist/main.js start -c DIR`) with a throw-away
  * config and data directory, SMTP on one loopback port and every other listener off.
- * Exports GreygateRunner.start(opts) -> GreygateRunner {port, queued(), stop()}.
+ * Exports GreygateRunner.start(opts) -> GreygateRunner {port, queued(), queueState(),
+ * waitForEmptyQueue(), delayReasons(), logSize(), countEvents(), stop()}.
  * queued() counts the messages in data/queue (a 250 to DATA means the file is there and
- * fsynced), which is how a run's acceptance is confirmed while greygate has no delivery.
+ * fsynced), which is how a run's acceptance is confirmed while greygate has no delivery;
+ * waitForEmptyQueue() is the end of a relay run (every message handed to the next hop and
+ * its file removed), and countEvents() reads the decision log for deliver/defer/bounce.
  * DIAGNOSTICS: BenchError when dist/main.js is missing (run `npm run build`) or the gateway
- * exits or does not greet (with the tail of its output); it is killed on every exit path.
+ * exits or does not greet (with the tail of its output); waitForEmptyQueue() throws one for
+ * deferred or held mail (with `postqueue -j`'s delay reasons), for a queue that stops
+ * shrinking, and for a time limit; the gateway is killed on every exit path.
  * SEE ALSO: /work/shared/design.md "main.cf" and "CLI".
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
 import { BenchError } from './bench-error.js';
 import { onExit } from './exit-cleanup.js';
 import { LOOPBACK, waitForSmtpGreeting } from './net.js';
@@ -33,6 +40,8 @@ export interface GreygateOptions {
   readonly extraMainCf?: string;
   /** Files copied into the config dir first, e.g. rule files named by extraMainCf. */
   readonly configFiles?: readonly ConfigFile[];
+  /** Flags for node before the entry point, e.g. `--cpu-prof --cpu-prof-dir=DIR` to profile. */
+  readonly nodeArgs?: readonly string[];
 }
 
 /** A file to place in the instance's config directory under NAME, copied from SOURCE. */
@@ -65,13 +74,36 @@ maillog_file = ${maillog}
 ${o.extraMainCf ? `# Added by the benchmark for this instance:\n${o.extraMainCf.trimEnd()}\n` : ''}`;
 }
 
+const run = promisify(execFile);
+
 // design.md's queue states. corrupt/ is left out on purpose: a message that lands there
 // was not safely accepted, and the count check should then fail.
 const QUEUE_STATES = ['incoming', 'active', 'deferred', 'hold'];
 
+function describeState(q: QueueState): string {
+  return Object.entries(q.byState)
+    .filter(([, n]) => n > 0)
+    .map(([s, n]) => `${s} ${n}`)
+    .join(', ');
+}
+
 /** Queue-file names: a leading dot or a .tmp suffix marks a write still in progress. */
 function isQueueFile(name: string): boolean {
   return !name.startsWith('.') && !name.endsWith('.tmp');
+}
+
+/** Queue files per state directory; `stuck` is what will not leave without help (deferred, hold). */
+export interface QueueState {
+  readonly total: number;
+  readonly stuck: number;
+  readonly byState: Readonly<Record<string, number>>;
+}
+
+export interface DrainOptions {
+  /** Give up after this long in all. */
+  readonly timeoutMs: number;
+  /** Give up when the queue has not shrunk for this long (no delivery happening). */
+  readonly stallMs: number;
 }
 
 export class GreygateRunner {
@@ -80,6 +112,8 @@ export class GreygateRunner {
     readonly dataDir: string,
     readonly confDir: string,
     readonly outputFile: string,
+    private readonly entry: string,
+    private readonly cwd: string,
     private readonly child: ChildProcess,
     private readonly disarm: () => void,
   ) {}
@@ -99,7 +133,7 @@ export class GreygateRunner {
     // The decision log goes to stdout as well as maillog_file. A file, not a pipe: a pipe
     // that the benchmark reads would add its own cost, and one it does not read would block.
     const out = openSync(outputFile, 'w');
-    const child = spawn(process.execPath, [entry, 'start', '-c', confDir], {
+    const child = spawn(process.execPath, [...(o.nodeArgs ?? []), entry, 'start', '-c', confDir], {
       cwd: o.projectRoot,
       stdio: ['ignore', out, out],
     });
@@ -107,7 +141,7 @@ export class GreygateRunner {
     const disarm = onExit('greygate', () => {
       child.kill('SIGKILL');
     });
-    const gg = new GreygateRunner(o.port, dataDir, confDir, outputFile, child, disarm);
+    const gg = new GreygateRunner(o.port, dataDir, confDir, outputFile, entry, o.projectRoot, child, disarm);
     try {
       await waitForSmtpGreeting(o.port, {
         label: 'greygate',
@@ -128,16 +162,118 @@ export class GreygateRunner {
 
   /** Messages in the queue: one queue file each, in whichever state directory it is. */
   async queued(): Promise<number> {
-    let n = 0;
+    return (await this.queueState()).total;
+  }
+
+  async queueState(): Promise<QueueState> {
+    const byState: Record<string, number> = {};
+    let total = 0;
     for (const state of QUEUE_STATES) {
+      let n = 0;
       try {
         const entries = await readdir(join(this.dataDir, 'queue', state), { recursive: true, withFileTypes: true });
-        n += entries.filter((e) => e.isFile() && isQueueFile(e.name)).length;
+        n = entries.filter((e) => e.isFile() && isQueueFile(e.name)).length;
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
       }
+      byState[state] = n;
+      total += n;
     }
-    return n;
+    return { total, stuck: (byState.deferred ?? 0) + (byState.hold ?? 0), byState };
+  }
+
+  /**
+   * Wait until incoming/, active/, deferred/ and hold/ are all empty: every message has been
+   * handed to its next hop and its queue file removed. Returns the seconds it took. A
+   * deferral fails at once: the retry would come minutes later and the run measure nothing.
+   */
+  async waitForEmptyQueue(o: DrainOptions): Promise<number> {
+    const t0 = Date.now();
+    let lowest = Number.POSITIVE_INFINITY;
+    let lastProgress = t0;
+    for (;;) {
+      const q = await this.queueState();
+      if (q.stuck > 0) {
+        throw new BenchError(
+          `greygate deferred or held ${q.stuck} message(s) (${describeState(q)})${await this.delayReasons()}`,
+        );
+      }
+      if (q.total === 0) return (Date.now() - t0) / 1000;
+      if (!this.running()) throw new BenchError(`greygate died with ${q.total} message(s) queued${this.tail()}`);
+      const now = Date.now();
+      if (q.total < lowest) {
+        lowest = q.total;
+        lastProgress = now;
+      } else if (now - lastProgress > o.stallMs) {
+        throw new BenchError(
+          `greygate delivered nothing for ${o.stallMs / 1000} s; ${q.total} message(s) still queued (${describeState(q)}): ` +
+            `does this build deliver (queue manager + smtp transport)?${await this.delayReasons()}${this.tail()}`,
+        );
+      }
+      if (now - t0 > o.timeoutMs) {
+        throw new BenchError(`greygate's queue still holds ${q.total} message(s) after ${o.timeoutMs / 1000} s (${describeState(q)})${this.tail()}`);
+      }
+      await sleep(50);
+    }
+  }
+
+  /** The distinct delay reasons `greygate postqueue -j` shows, for error messages. */
+  async delayReasons(): Promise<string> {
+    let stdout: string;
+    try {
+      stdout = (await run(process.execPath, [this.entry, 'postqueue', '-j', '-c', this.confDir], { cwd: this.cwd, maxBuffer: 64 << 20 })).stdout;
+    } catch (e) {
+      return `\n  (postqueue -j failed: ${(e as Error).message.split('\n')[0]})`;
+    }
+    const reasons = new Map<string, number>();
+    for (const line of stdout.split('\n')) {
+      if (line.trim() === '') continue;
+      try {
+        const m = JSON.parse(line) as { queue_name?: string; recipients?: Array<{ delay_reason?: string }> };
+        for (const r of m.recipients ?? []) {
+          const why = `${m.queue_name ?? '?'}: ${r.delay_reason ?? '(no delay reason)'}`;
+          reasons.set(why, (reasons.get(why) ?? 0) + 1);
+        }
+      } catch {
+        reasons.set(`unparsable postqueue -j line: ${line.slice(0, 120)}`, 1);
+      }
+    }
+    if (reasons.size === 0) return '';
+    const top = [...reasons].sort((a, b) => b[1] - a[1]).slice(0, 5);
+    return `\n  postqueue -j:\n    ${top.map(([why, n]) => `${n}× ${why}`).join('\n    ')}`;
+  }
+
+  /** Bytes in the decision log so far: the start offset for countEvents(). */
+  logSize(): number {
+    try {
+      return statSync(this.outputFile).size;
+    } catch {
+      return 0;
+    }
+  }
+
+  /** How many records of each EVENT the decision log (stdout) holds after byte offset SINCE. */
+  countEvents(since: number, events: readonly string[]): Record<string, number> {
+    const counts: Record<string, number> = Object.fromEntries(events.map((e) => [e, 0]));
+    const fd = openSync(this.outputFile, 'r');
+    try {
+      const size = statSync(this.outputFile).size;
+      const buf = Buffer.alloc(Math.max(0, size - since));
+      let off = 0;
+      while (off < buf.length) {
+        const n = readSync(fd, buf, off, buf.length - off, since + off);
+        if (n === 0) break;
+        off += n;
+      }
+      // One JSON record per line (pino); the field is spelled once, in log/events.ts.
+      for (const m of buf.toString('utf8', 0, off).matchAll(/"event":"([a-z_]+)"/g)) {
+        const e = m[1]!;
+        if (e in counts) counts[e]! += 1;
+      }
+    } finally {
+      closeSync(fd);
+    }
+    return counts;
   }
 
   /** The last lines greygate printed, for error messages. */

@@ -2,8 +2,8 @@
  * @module bench/lib/postfix-peer
  * SUMMARY: a private Postfix instance on loopback, configured as the relay gateway greygate
  * replaces: accept from mynetworks for relay_domains, fsync into its queue, relay to an
- * smtp-sink. Exports PostfixPeer.start(opts) -> PostfixPeer {port, version, waitForEmptyQueue,
- * stop}. Everything (config dir, queue_directory, data_directory, maillog) lives under
+ * smtp-sink. Exports PostfixPeer.start(opts) -> PostfixPeer {port, version, queued,
+ * waitForEmptyQueue, maillogSize, deliveryStatuses, stop}. Everything (config dir, queue_directory, data_directory, maillog) lives under
  * opts.root; the system instance in /etc/postfix is never read for config nor written.
  * DIAGNOSTICS: BenchError for not running as root, `postfix check`/`start` failures (with the
  * tail of the private maillog, where Postfix writes its fatal errors), a queue that does not
@@ -11,7 +11,7 @@
  * SEE ALSO: postconf(5), master(5), MULTI_INSTANCE_README, /work/shared/peers.md.
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -217,6 +217,46 @@ export class PostfixPeer {
       }
       await sleep(50);
     }
+  }
+
+  /** Bytes in the private maillog so far: the start offset for deliveryStatuses(). */
+  maillogSize(): number {
+    try {
+      return statSync(this.maillog).size;
+    } catch {
+      return 0;
+    }
+  }
+
+  /**
+   * Delivery records in the maillog after byte offset SINCE, by status (sent, deferred,
+   * bounced, expired, ...). postlogd writes asynchronously: a caller that needs every record
+   * of a run polls until `sent` reaches the count it expects.
+   */
+  deliveryStatuses(since: number): Record<string, number> {
+    const counts: Record<string, number> = {};
+    let text: string;
+    try {
+      const fd = openSync(this.maillog, 'r');
+      try {
+        const buf = Buffer.alloc(Math.max(0, statSync(this.maillog).size - since));
+        let off = 0;
+        while (off < buf.length) {
+          const n = readSync(fd, buf, off, buf.length - off, since + off);
+          if (n === 0) break;
+          off += n;
+        }
+        text = buf.toString('utf8', 0, off);
+      } finally {
+        closeSync(fd);
+      }
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return counts;
+      throw e;
+    }
+    // ", status=" ends only the delivery agents' per-recipient records and qmgr's expiry.
+    for (const m of text.matchAll(/, status=([a-z]+)/g)) counts[m[1]!] = (counts[m[1]!] ?? 0) + 1;
+    return counts;
   }
 
   async stop(): Promise<void> {
