@@ -19,7 +19,7 @@ import { createMailLogger, type MailLogger } from './log/logger.js';
 import { TableCache } from './tables/open.js';
 import { createDnsClient, type DnsClient } from './dns/resolver.js';
 import { createClientNameResolver } from './dns/client-name.js';
-import { QueueStore, queueStoreOptions } from './queue/store.js';
+import { QueueStore, prependBytes, queueStoreOptions } from './queue/store.js';
 import { UserStore } from './mailbox/users.js';
 import { loadTlsMaterial } from './smtpd/tls.js';
 import { openGreylist, type Greylist } from './greylist/greylist.js';
@@ -35,6 +35,9 @@ import type { DeliveryAgent } from './delivery/agent.js';
 import { MaildirStore } from './mailbox/maildir.js';
 import { buildNotice, noticeRecipient, noticeSettings } from './queue/bounce.js';
 import type { SmtpdQueue } from './smtpd/ports.js';
+
+/** Largest message handed from smtpd to the queue manager in memory. */
+const HANDOFF_LIMIT = 256 * 1024;
 
 export class GatewayStartError extends GreygateError {
   readonly problems: readonly Problem[];
@@ -266,14 +269,29 @@ export class Gateway {
     return {
       createWriter: () => {
         const w = queue.createWriter();
+        // Small messages are kept in memory on their way to disk and handed to the queue
+        // manager, which then need not read back a file it is about to deliver.
+        let kept: Buffer[] | null = [];
+        let keptBytes = 0;
         return {
           get queueId() {
             return w.queueId;
           },
-          write: (chunk) => w.write(chunk),
+          write: (chunk) => {
+            if (kept) {
+              keptBytes += chunk.length;
+              if (keptBytes > HANDOFF_LIMIT) kept = null;
+              else kept.push(chunk);
+            }
+            return w.write(chunk);
+          },
           commit: async (env, target) => {
             await w.commit(env, target);
-            if (target === 'incoming') this.scheduler?.notify(w.queueId);
+            if (target !== 'incoming') return;
+            const stored = w.envelope;
+            const committed = stored && kept ? { envelope: stored, body: Buffer.concat([prependBytes(stored), ...kept]) } : undefined;
+            kept = null;
+            this.scheduler?.notify(w.queueId, committed);
           },
           abort: () => w.abort(),
         };

@@ -23,7 +23,7 @@ import type { Config } from '../config/config.js';
 import type { MailLogger } from '../log/logger.js';
 import type { EventRecord } from '../log/events.js';
 import type { DsnResult, Envelope, Recipient } from '../queue/envelope.js';
-import type { QueueMessage, QueueStore } from '../queue/store.js';
+import type { QueueStore } from '../queue/store.js';
 import type { DeliveryAgent, DeliveryJob, JobRecipient, RecipientOutcome } from './agent.js';
 import type { Router } from './router.js';
 import type { Maps } from '../tables/maps.js';
@@ -96,6 +96,13 @@ export interface SchedulerDeps {
 
 type Source = 'incoming' | 'deferred';
 
+/** What smtpd just committed, so the queue manager need not read the file back. */
+export interface Committed {
+  readonly envelope: Envelope;
+  /** The message as delivered (prepended headers and stored bytes). */
+  readonly body: Buffer;
+}
+
 const STOP_WAIT_MS = 10_000;
 
 /** Built-in transports that need no agent (error(8), discard(8)); `retry` is error's twin. */
@@ -105,6 +112,7 @@ export class Scheduler {
   private readonly deps: SchedulerDeps;
   private readonly waiting: Array<{ id: string; from: Source }> = [];
   private readonly known = new Set<string>();
+  private readonly handed = new Map<string, Committed>();
   private readonly active = new Map<string, Promise<void>>();
   private timer: NodeJS.Timeout | null = null;
   private unwatch: (() => void) | null = null;
@@ -126,8 +134,12 @@ export class Scheduler {
     this.arm();
   }
 
-  /** notify - a message was just committed to incoming/ (smtpd, or a notice we queued) */
-  notify(id: string): void {
+  /**
+   * notify - a message was just committed to incoming/ (smtpd, or a notice we queued);
+   * with COMMITTED, its envelope and bytes as written, which spares reading the file back
+   */
+  notify(id: string, committed?: Committed): void {
+    if (committed && !this.stopping && !this.known.has(id)) this.handed.set(id, committed);
     this.enqueue(id, 'incoming');
   }
 
@@ -213,16 +225,26 @@ export class Scheduler {
 
   private async process(id: string, from: Source): Promise<void> {
     const { store, log } = this.deps;
+    const handed = this.handed.get(id);
+    this.handed.delete(id);
     // The rename into active/ is the lease: if it fails, someone else (postsuper) moved it.
     if (!(await store.move(id, from, 'active', { sync: false }))) return;
-    const read = await store.read('active', id, { withBody: true });
-    if (read.kind === 'missing') return;
-    if (read.kind === 'corrupt') {
-      const name = await store.quarantine('active', id);
-      log.error(`${id}: corrupt queue file moved to corrupt/${name ?? id}: ${read.reason}`, { queue_id: id });
-      return;
+    let msg: { readonly id: string; readonly forcedExpire: boolean; readonly envelope: Envelope };
+    let body: Buffer;
+    if (handed && from === 'incoming') {
+      msg = { id, forcedExpire: false, envelope: handed.envelope };
+      body = handed.body;
+    } else {
+      const read = await store.read('active', id, { withBody: true });
+      if (read.kind === 'missing') return;
+      if (read.kind === 'corrupt') {
+        const name = await store.quarantine('active', id);
+        log.error(`${id}: corrupt queue file moved to corrupt/${name ?? id}: ${read.reason}`, { queue_id: id });
+        return;
+      }
+      msg = read.message;
+      body = read.body ?? (await store.readBody(read.message));
     }
-    const msg = read.message;
     const env = structuredClone(msg.envelope);
     const now = Date.now();
     if (env.discard !== undefined) {
@@ -234,7 +256,6 @@ export class Scheduler {
     const open = openRecipients(env);
     const noticeFor: NoticeRecipient[] = [];
     const attemptAt = Date.now();
-    const body = read.body ?? (await store.readBody(msg));
     if (msg.forcedExpire) {
       this.expire(env, open, noticeFor, 'message is administratively expired');
     } else if (open.length > 0) {
@@ -277,7 +298,7 @@ export class Scheduler {
   }
 
   /** Route, group into jobs, deliver; outcomes in recipient order. */
-  private async attempt(msg: QueueMessage, env: Envelope, open: readonly OpenRecipient[], body: Buffer): Promise<Array<[OpenRecipient, RecipientOutcome]>> {
+  private async attempt(msg: { readonly id: string }, env: Envelope, open: readonly OpenRecipient[], body: Buffer): Promise<Array<[OpenRecipient, RecipientOutcome]>> {
     const { router, settings } = this.deps.runtime();
     const results: Array<[OpenRecipient, RecipientOutcome]> = [];
     const groups = new Map<string, { transport: string; nexthop: string; rcpts: OpenRecipient[] }>();

@@ -854,7 +854,8 @@ export class QueueStore {
   }
 }
 
-function prependBytes(env: Envelope): Buffer {
+/** prependBytes - the prepended header lines a reader emits in front of the stored message */
+export function prependBytes(env: Envelope): Buffer {
   if (!env.prependHeaders?.length) return Buffer.alloc(0);
   return Buffer.from(env.prependHeaders.map((h) => `${h}\r\n`).join(''), 'utf8');
 }
