@@ -10,7 +10,6 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { networkInterfaces } from 'node:os';
 import { acquirePidLock, PidLockError } from './util/pid-lock.js';
 import { GreygateError, formatProblem, type Problem } from './errors.js';
 import { loadConfig, type Config } from './config/config.js';
@@ -28,16 +27,15 @@ import { ConnectionLimits } from './smtpd/limits.js';
 import { PolicyServiceListener } from './policyd/server.js';
 import type { SmtpdRuntime } from './smtpd/ports.js';
 import { compileRuntime, type CompiledRuntime } from './runtime.js';
-import { Scheduler, type DeliveryRuntime, type OutgoingNotice } from './delivery/scheduler.js';
-import { SmtpAgent, smtpAgentOptions } from './delivery/relay.js';
-import { LocalAgent, type ForwardInput } from './delivery/local.js';
-import type { DeliveryAgent } from './delivery/agent.js';
+import { Worker } from 'node:worker_threads';
+import type { WorkerCommand, WorkerInit, WorkerReport } from './delivery/worker.js';
 import { MaildirStore } from './mailbox/maildir.js';
-import { buildNotice, noticeRecipient, noticeSettings } from './queue/bounce.js';
 import type { SmtpdQueue } from './smtpd/ports.js';
 
 /** Largest message handed from smtpd to the queue manager in memory. */
 const HANDOFF_LIMIT = 256 * 1024;
+/** How long stop() waits for the delivery thread to finish what it is doing. */
+const WORKER_STOP_MS = 12_000;
 
 export class GatewayStartError extends GreygateError {
   readonly problems: readonly Problem[];
@@ -70,10 +68,10 @@ export class Gateway {
 
   private readonly releaseLock: () => void;
   private readonly greylist: Greylist;
-  private deliverySnapshot: DeliveryRuntime;
   private readonly mailboxes: MaildirStore;
-  private readonly agents = new Map<string, DeliveryAgent>();
-  private scheduler: Scheduler | null = null;
+  private worker: Worker | null = null;
+  private workerStopped: (() => void) | null = null;
+  private stopping = false;
   /** `ip:port` of our SMTP listeners (`*:port` for a wildcard bind): the smtp agent's loop check. */
   private readonly ownEndpoints = new Set<string>();
 
@@ -83,7 +81,7 @@ export class Gateway {
     this.opts = opts;
     this.config = config;
     this.runtimeSnapshot = built.runtime;
-    this.deliverySnapshot = built.delivery;
+    this.tellDelivery({ type: 'reload' });
     this.mailboxes = new MaildirStore(config.dataDir(), { warn: (m) => deps.log.warn(m, { stage: 'local' }) });
     this.log = deps.log;
     this.tables = deps.tables;
@@ -204,63 +202,63 @@ export class Gateway {
   }
 
   /**
-   * The queue manager and its agents. The agents are built from the start-up configuration
-   * (connection caches and limits); routing and scheduling follow every reload.
+   * The queue manager and its agents run in a worker thread (delivery/worker.ts), as
+   * Postfix's qmgr and smtp run beside smtpd: delivering uses the second core. If the thread
+   * dies, it is started again after a second (master(8) respawning qmgr); mail it was
+   * delivering is in active/ and goes back in line (at least once, never lost).
    */
   private startDelivery(): void {
-    const cfg = this.config;
-    const own = this.ownEndpoints;
-    const smtp = new SmtpAgent(
-      smtpAgentOptions(cfg, {
-        dns: this.dns,
-        log: this.log,
-        // A listener bound to every address ("::") answers on every local address too.
-        isSelf: (ip, port) => own.has(`${ip}:${port}`) || (own.has(`*:${port}`) && isLocalAddress(ip)),
-      }),
-    );
-    const snapshot = () => this.deliverySnapshot;
-    const local = new LocalAgent({
-      users: this.users,
-      mailboxes: this.mailboxes,
-      // Reloads replace alias_maps: the agent reads the current one at each delivery.
-      get aliases() {
-        return snapshot().aliases;
-      },
-      recipientDelimiter: cfg.get('recipient_delimiter'),
-      isLocalDomain: (d) => this.deliverySnapshot.router.isLocalDomain(d) === true,
-      forward: (input) => this.forward(input),
-      myorigin: cfg.get('myorigin'),
-      configDir: cfg.configDir,
-      warn: (m) => this.log.warn(m, { stage: 'local' }),
+    if (this.stopping) return;
+    const init: WorkerInit = { configDir: this.opts.configDir, endpoints: [...this.ownEndpoints] };
+    const worker = new Worker(new URL('./delivery/worker.js', import.meta.url), { workerData: init });
+    this.worker = worker;
+    worker.on('message', (r: WorkerReport) => {
+      switch (r.type) {
+        case 'log':
+          for (const e of r.entries) {
+            if (e.kind === 'event') this.log.event(e.record);
+            else this.log[e.kind](e.msg, e.fields);
+          }
+          break;
+        case 'mailbox':
+          this.mailboxes.announce(r.user, r.folder, r.change);
+          break;
+        case 'fatal':
+          this.log.error(`delivery: ${r.message}`, { event: 'error' });
+          break;
+        case 'stopped':
+          this.workerStopped?.();
+          break;
+        case 'ready':
+          break;
+      }
     });
-    this.agents.set('smtp', smtp);
-    this.agents.set('relay', smtp);
-    this.agents.set('local', local);
-    this.scheduler = new Scheduler({
-      store: this.queue,
-      log: this.log,
-      runtime: () => this.deliverySnapshot,
-      agents: this.agents,
-      notice: (kind, env, recipients, message, now) =>
-        buildNotice({
-          kind,
-          envelope: env,
-          recipients: recipients.map((r) => noticeRecipient(r.recipient, kind, { relay: r.relay, lastAttemptAt: r.lastAttempt })),
-          message,
-          now,
-          settings: noticeSettings(this.config),
-        }),
-      submit: (n) => this.submit(n, 'bounce'),
+    worker.on('error', (e) => this.log.error(`delivery thread failed: ${e.message}`, { event: 'error' }));
+    worker.on('exit', (code) => {
+      if (this.worker === worker) this.worker = null;
+      this.workerStopped?.();
+      if (this.stopping) return;
+      this.log.error(`delivery thread exited (status ${code}); starting it again`, { event: 'error' });
+      setTimeout(() => this.startDelivery(), 1000).unref();
     });
-    this.scheduler.start();
   }
 
   private async stopDelivery(): Promise<void> {
-    await this.scheduler?.stop();
-    const agents = new Set(this.agents.values());
-    this.agents.clear();
-    await Promise.all([...agents].map((a) => a.close()));
+    this.stopping = true;
+    const worker = this.worker;
+    if (worker) {
+      const done = new Promise<void>((res) => (this.workerStopped = res));
+      worker.postMessage({ type: 'stop' } satisfies WorkerCommand);
+      const t = setTimeout(() => void worker.terminate(), WORKER_STOP_MS);
+      await done;
+      clearTimeout(t);
+      await worker.terminate();
+    }
     this.mailboxes.close();
+  }
+
+  private tellDelivery(cmd: WorkerCommand, transfer?: ArrayBuffer[]): void {
+    this.worker?.postMessage(cmd, transfer);
   }
 
   /** The queue as smtpd sees it: a commit to incoming/ wakes the queue manager at once. */
@@ -289,34 +287,18 @@ export class Gateway {
             await w.commit(env, target);
             if (target !== 'incoming') return;
             const stored = w.envelope;
-            const committed = stored && kept ? { envelope: stored, body: Buffer.concat([prependBytes(stored), ...kept]) } : undefined;
+            if (stored && kept) {
+              // A fresh copy whose memory moves to the delivery thread without another copy.
+              const body = Buffer.concat([prependBytes(stored), ...kept]);
+              const bytes = new Uint8Array(body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength));
+              this.tellDelivery({ type: 'notify', id: w.queueId, envelope: stored, body: bytes }, [bytes.buffer]);
+            } else this.tellDelivery({ type: 'notify', id: w.queueId });
             kept = null;
-            this.scheduler?.notify(w.queueId, committed);
           },
           abort: () => w.abort(),
         };
       },
     };
-  }
-
-  /** Queue a message the mail system itself sends (a notice, a forwarded copy). */
-  private async submit(n: OutgoingNotice, service: string): Promise<string> {
-    const w = this.queue.createWriter();
-    try {
-      await w.write(n.message);
-      await w.commit({ sender: n.sender, recipients: [...n.recipients], client: { address: '127.0.0.1', name: 'localhost' }, protocol: service, service }, 'incoming');
-    } catch (e) {
-      await w.abort();
-      throw e;
-    }
-    return w.queueId;
-  }
-
-  private async forward(input: ForwardInput): Promise<string> {
-    const id = await this.submit({ sender: input.sender, recipients: input.recipients, message: input.message }, 'local');
-    this.log.event({ event: 'info', stage: 'local', queue_id: id, from: input.sender, to: input.recipients, orig_to: input.origin, msg: `${id}: forwarded from ${input.origin} to ${input.recipients.join(', ')}` });
-    this.scheduler?.notify(id);
-    return id;
   }
 
   /** Rebuild config and tables; keep the old snapshot if anything is wrong. */
@@ -355,7 +337,7 @@ export class Gateway {
     const old = this.runtimeSnapshot;
     this.config = config;
     this.runtimeSnapshot = built.runtime;
-    this.deliverySnapshot = built.delivery;
+    this.tellDelivery({ type: 'reload' });
     // Sessions that started with the old snapshot keep using it for a while.
     setTimeout(() => closePolicies(old), 300_000).unref();
     this.watcher.setFiles([...built.files, ...this.greylist.files()]);
@@ -411,13 +393,6 @@ export function listenAddresses(items: string[]): string[] {
 /** master_service_disable names qmgr (Postfix's service/type form, or the bare name). */
 function deliveryDisabled(config: Config): boolean {
   return config.list('master_service_disable').some((s) => /^qmgr(\/(unix|fifo))?$/i.test(s));
-}
-
-function isLocalAddress(ip: string): boolean {
-  const bare = ip.replace(/^::ffff:/i, '');
-  if (bare.startsWith('127.') || bare === '::1') return true;
-  for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) if (a.address === bare) return true;
-  return false;
 }
 
 /** Close the policies of a snapshot no session can start with any more. */

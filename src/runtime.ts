@@ -21,9 +21,8 @@ import { compileChecks } from './checks/compile.js';
 import { compilePolicyServicePolicy } from './policyd/policy.js';
 import { POLICYD_POLICY } from './policyd/server.js';
 import type { IpMatcher, SmtpdPolicy, SmtpdRuntime } from './smtpd/ports.js';
-import { Router } from './delivery/router.js';
-import { Maps } from './tables/maps.js';
-import { deliverySettings, type DeliveryRuntime } from './delivery/scheduler.js';
+import type { DeliveryRuntime } from './delivery/scheduler.js';
+import { compileDelivery } from './delivery/service.js';
 
 // master.cf's submission/smtps examples: only authenticated clients may send.
 const SUBMISSION_OVERRIDES = { smtpd_relay_restrictions: 'permit_sasl_authenticated, reject' };
@@ -93,11 +92,7 @@ export function compileRuntime(config: Config, tables: TableCache, dns: DnsClien
     xclientHosts: list('smtpd_authorized_xclient_hosts'),
     limitExceptions: list('smtpd_client_event_limit_exceptions'),
   };
-  const delivery: DeliveryRuntime = {
-    router: new Router(config, openTable, problems),
-    settings: deliverySettings(config),
-    aliases: new Maps('alias_maps', config.list('alias_maps').map(openTable)),
-  };
+  const delivery: DeliveryRuntime = compileDelivery(config, openTable, problems);
   // Tables named by other parameters (alias_maps, transport_maps, header_checks ...) are
   // opened now too, so that their errors stop a start/reload like any other.
   for (const def of PARAMS.values()) {
