@@ -14,6 +14,7 @@ import * as fs from 'node:fs';
 import { mkdir, readdir, rename, unlink, utimes, writeFile, link, lstat, chmod, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { threadId } from 'node:worker_threads';
 import { QueueIOError } from '../errors.js';
 import type { Config } from '../config/config.js';
 import { isQueueId, makeQueueId, type QueueIdStyle } from './queue-id.js';
@@ -252,7 +253,8 @@ class TempPool {
   ) {}
 
   private nextPath(): string {
-    return join(this.dir, `${TEMP_PREFIX}${this.boot}-${process.pid}-${Date.now().toString(36)}-${(this.seq++).toString(36)}`);
+    // The thread ID keeps the delivery thread's names apart from smtpd's in the same process.
+    return join(this.dir, `${TEMP_PREFIX}${this.boot}-${process.pid}-${Date.now().toString(36)}-${threadId.toString(36)}.${(this.seq++).toString(36)}`);
   }
 
   take(): TempFile {
