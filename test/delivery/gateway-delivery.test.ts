@@ -206,11 +206,20 @@ describe('queue manager and delivery, end to end', () => {
         await waitFor('in deferred', () => queueFiles(gw, 'deferred').includes(id));
         const p = await gw.cli(['postqueue', '-p']);
         assert.match(p.stdout, new RegExp(`^${id}\\s+\\d+ .*  a@example\\.org\\n\\s+\\(connect to 127\\.0\\.0\\.1\\[127\\.0\\.0\\.1\\]:${sink.port}: Connection refused\\)\\n\\s+b@relay\\.test\\n`, 'm'));
+        const id2 = queueIdOf(await send(gw, 'a@example.org', ['c@relay.test'], 'Subject: down too\r\n\r\nhi\r\n'));
+        await waitFor('both in deferred', () => queueFiles(gw, 'deferred').includes(id2));
         await sink.start();
-        const f = await gw.cli(['postqueue', '-f']);
-        assert.equal(f.code, 0, f.stderr);
+        // postqueue -i: that message only
+        const i = await gw.cli(['postqueue', '-i', id]);
+        assert.equal(i.code, 0, i.stderr);
         await sink.waitForMessages(1, 10_000);
         await gw.waitLog((r) => r.event === 'deliver' && r.queue_id === id);
+        assert.ok(queueFiles(gw, 'deferred').includes(id2), 'the other message still waits');
+        // postqueue -f: everything deferred
+        const f = await gw.cli(['postqueue', '-f']);
+        assert.equal(f.code, 0, f.stderr);
+        await gw.waitLog((r) => r.event === 'deliver' && r.queue_id === id2);
+        assert.equal(sink.messages.length, 2);
         await waitFor('queue empty', () => queueEmpty(gw));
       } finally {
         await gw.stop();
