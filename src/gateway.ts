@@ -30,6 +30,8 @@ import { compileRuntime, type CompiledRuntime } from './runtime.js';
 import { Worker } from 'node:worker_threads';
 import type { WorkerCommand, WorkerInit, WorkerReport } from './delivery/worker.js';
 import { MaildirStore } from './mailbox/maildir.js';
+import { LoginGuard } from './mailbox/login-guard.js';
+import { Pop3Listener } from './pop3/server.js';
 import type { SmtpdQueue } from './smtpd/ports.js';
 
 /** Largest message handed from smtpd to the queue manager in memory. */
@@ -63,6 +65,7 @@ export class Gateway {
   private readonly queue: QueueStore;
   private readonly listeners: SmtpListener[] = [];
   private readonly policyListeners: PolicyServiceListener[] = [];
+  private readonly mailListeners: Array<{ service: 'pop3' | 'pop3s' | 'imap' | 'imaps'; listener: Pop3Listener }> = [];
   private readonly watcher: FileWatcher;
   private reloading: Promise<void> | null = null;
 
@@ -189,6 +192,34 @@ export class Gateway {
           throw new GreygateError('GG_CONFIG', `policy service: cannot listen on ${host}:${policyPort}: ${(err as Error).message}`, { cause: err });
         }
         this.policyListeners.push(l);
+      }
+    }
+    // POP3 and IMAP (Dovecot's job): one login guard for both, so failed guesses on one
+    // count against the other.
+    const guard = new LoginGuard(this.users);
+    const pop3Deps = {
+      guard,
+      mailboxes: this.mailboxes,
+      log: this.log,
+      tls: () => ({ key: tls.key, cert: tls.cert }),
+      config: () => this.runtimeSnapshot.config,
+    };
+    const mailServices: Array<['pop3' | 'pop3s', string, boolean]> = [
+      ['pop3', 'pop3_port', false],
+      ['pop3s', 'pop3s_port', true],
+    ];
+    for (const [service, param, implicitTls] of mailServices) {
+      const port = cfg.int(param);
+      if (port === 0) continue;
+      for (const host of hosts) {
+        const l = new Pop3Listener({ host, port, implicitTls }, pop3Deps);
+        try {
+          await l.listen();
+        } catch (err) {
+          await this.closeListeners();
+          throw new GreygateError('GG_CONFIG', `${service}: cannot listen on ${host}:${port}: ${(err as Error).message}`, { cause: err });
+        }
+        this.mailListeners.push({ service, listener: l });
       }
     }
     const pruner = setInterval(() => limits.prune(cfg.time('anvil_rate_time_unit')), 60_000);
@@ -348,15 +379,17 @@ export class Gateway {
     return [this.config.file, ...this.tables.files(), ...this.greylist.files()];
   }
 
-  ports(): Array<{ service: ServiceName | 'policyd'; host: string; port: number }> {
+  ports(): Array<{ service: ServiceName | 'policyd' | 'pop3' | 'pop3s' | 'imap' | 'imaps'; host: string; port: number }> {
     return [
       ...this.listeners.map((l) => ({ service: l.spec.name, host: l.spec.host, port: l.port() })),
       ...this.policyListeners.map((l) => ({ service: 'policyd' as const, host: l.spec.host, port: l.port() })),
+      ...this.mailListeners.map((m) => ({ service: m.service, host: m.listener.spec.host, port: m.listener.port() })),
     ];
   }
 
   private async closeListeners(): Promise<void> {
-    await Promise.all([...this.listeners.map((l) => l.close()), ...this.policyListeners.map((l) => l.close())]);
+    await Promise.all([...this.listeners.map((l) => l.close()), ...this.policyListeners.map((l) => l.close()), ...this.mailListeners.map((m) => m.listener.close())]);
+    this.mailListeners.length = 0;
     this.listeners.length = 0;
     this.policyListeners.length = 0;
   }

@@ -3,25 +3,62 @@
  * SUMMARY: mailboxes as Maildir/Maildir++ under DATA_DIRECTORY/mail/USER/ (cur, new, tmp;
  * folders as `.Name` with a `maildirfolder` marker), so that mutt, Dovecot, Python's mailbox
  * module and backup tools read them. Exports Maildir (one user's mailbox: deliver, list,
- * describe, folders, sync/rebuild of its index) and MaildirStore (DATA_DIRECTORY -> one
- * cached Maildir per user). A delivery writes tmp/NAME, fsyncs it, links it to new/NAME,
- * fsyncs new/ and only then resolves; the message is stored with LF line ends, and
+ * describe, sync/rebuild of its index, and mail-store.ts's UserMailbox for POP3/IMAP) and
+ * MaildirStore (DATA_DIRECTORY -> one cached Maildir per user; mail-store.ts's MailStore:
+ * change events, the POP3 lock). A delivery writes tmp/NAME, fsyncs it, links it to
+ * new/NAME, fsyncs new/ and only then resolves; the message is stored with LF line ends, and
  * prepended header lines (Return-Path, Delivered-To) go in front. It is then given a UID in
  * the user's mailbox-index; an index failure is reported through `warn` and repaired by the
  * next sync, never turned into a failed delivery (the message is already safe on disk).
+ * System flags live in the `:2,` info suffix (D F P R S T, as Dovecot and mutt), keywords in
+ * the index; a flag change is a rename, a COPY a hard link, a MOVE a rename.
  * DIAGNOSTICS: StoreError with the fs error as cause ("create maildir file PATH: No space
- * left on device"); UserError for a user name that is not one; Error for a bad folder name.
+ * left on device"); UserError for a user name that is not one; Error for a bad folder name
+ * passed to the low-level methods (the UserMailbox ones return `invalid-name` instead).
  * SEE ALSO: https://cr.yp.to/proto/maildir.html; Courier Maildir++; Dovecot maildir format
- * (S=, W=); Postfix local/maildir.c.
+ * (S=, W=, subscriptions); Postfix local/maildir.c; RFC 3501, 4315, 6851.
  */
 import { randomBytes } from 'node:crypto';
-import { renameSync } from 'node:fs';
-import { link, mkdir, open, readdir, readFile, rename, stat, unlink, utimes } from 'node:fs/promises';
+import { constants as fsConstants, renameSync } from 'node:fs';
+import { copyFile, link, mkdir, open, readdir, readFile, rename, rm, stat, unlink, utimes } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { StoreError, UserError } from '../errors.js';
-import { fsyncDir } from '../util/atomic-file.js';
-import { INDEX_FILE, MailboxIndex, type MessageEntry, type MessageFile, type SyncResult } from './mailbox-index.js';
+import { fsyncDir, writeFileAtomic } from '../util/atomic-file.js';
+import {
+  INDEX_FILE,
+  MailboxIndex,
+  type IndexedMessage,
+  type MessageEntry,
+  type MessageFile,
+  type MessageUpdate,
+  type NewMessage,
+  type SyncResult,
+} from './mailbox-index.js';
+import {
+  FLAG_LETTERS,
+  HIERARCHY_SEPARATOR as HIERARCHY_SEP,
+  SYSTEM_FLAGS,
+  type AppendOptions,
+  type AppendResult,
+  type ChangeListener,
+  type ChangeOrigin,
+  type CopyResult,
+  type CreateResult,
+  type DeleteResult,
+  type FlagMode,
+  type FlagUpdate,
+  type InvalidName,
+  type MailboxChange,
+  type MailStore,
+  type MessageInfo,
+  type Nonexistent,
+  type OpenOptions,
+  type OpenResult,
+  type RenameResult,
+  type StatusResult,
+  type UserMailbox,
+} from './mail-store.js';
 import { normalizeUserName } from './users.js';
 
 /** The directory under data_directory that holds one Maildir per user. */
@@ -135,6 +172,106 @@ export function toMaildirBytes(message: Uint8Array, prepend: readonly string[] =
   return out.subarray(0, o);
 }
 
+/**
+ * The message of a Maildir file as IMAP and POP3 serve it: every LF becomes CRLF. Our own
+ * files never hold CRLF (toMaildirBytes), so this undoes it byte for byte, and it agrees
+ * with the W= size (size + number of LFs) that describe() computes for foreign files.
+ */
+export function fromMaildirBytes(data: Uint8Array): Buffer {
+  const src = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  const lines = countLf(src);
+  if (lines === 0) return Buffer.from(src);
+  const out = Buffer.allocUnsafe(src.length + lines);
+  let o = 0;
+  let start = 0;
+  for (let i = src.indexOf(LF); i >= 0; i = src.indexOf(LF, start)) {
+    o += src.copy(out, o, start, i);
+    out[o++] = 0x0d;
+    out[o++] = LF;
+    start = i + 1;
+  }
+  src.copy(out, o, start);
+  return out;
+}
+
+/** Maildir info letter -> IMAP flag (FLAG_LETTERS reversed). */
+const LETTER_FLAGS: ReadonlyMap<string, string> = new Map(Object.entries(FLAG_LETTERS).map(([flag, letter]) => [letter, flag]));
+/** The letters this store manages; any other letter in a file name (Dovecot's a-z keywords) is left alone. */
+const MANAGED_LETTERS = new Set(LETTER_FLAGS.keys());
+const SYSTEM_BY_LOWER: ReadonlyMap<string, string> = new Map(SYSTEM_FLAGS.map((f) => [f.toLowerCase(), f]));
+/** RFC 3501 flag-keyword = atom: no atom-specials, no CTL, no 8-bit. */
+const KEYWORD = /^[^\x00-\x20\x7f-\uffff(){%*"\\\]]+$/;
+
+/** The IMAP flags of a message: system flags (in SYSTEM_FLAGS order), $Forwarded, then keywords. */
+export function imapFlags(letters: string, keywords: string): string[] {
+  const out: string[] = [];
+  for (const f of SYSTEM_FLAGS) if (letters.includes(FLAG_LETTERS[f]!)) out.push(f);
+  if (letters.includes('P')) out.push('$Forwarded');
+  if (keywords !== '') out.push(...keywords.split(' '));
+  return out;
+}
+
+/** FLAGS split into Maildir letters and keywords; \Recent, unknown \Flags and non-atoms are dropped. */
+export function parseImapFlags(flags: readonly string[]): { letters: Set<string>; keywords: string[] } {
+  const letters = new Set<string>();
+  const keywords: string[] = [];
+  const seen = new Set<string>();
+  for (const flag of flags) {
+    const lower = flag.toLowerCase();
+    if (flag.startsWith('\\')) {
+      const system = SYSTEM_BY_LOWER.get(lower);
+      if (system) letters.add(FLAG_LETTERS[system]!);
+    } else if (lower === '$forwarded') {
+      letters.add('P');
+    } else if (KEYWORD.test(flag) && !seen.has(lower)) {
+      // Keywords compare case-insensitively (RFC 3501 uses atoms; Dovecot keeps the first spelling).
+      seen.add(lower);
+      keywords.push(flag);
+    }
+  }
+  return { letters, keywords };
+}
+
+/** CURRENT keywords after a STORE of GIVEN with MODE (case-insensitive, first spelling kept). */
+function combineKeywords(current: readonly string[], given: readonly string[], mode: FlagMode): string[] {
+  if (mode === 'replace') return [...given];
+  const lower = new Set(given.map((k) => k.toLowerCase()));
+  if (mode === 'remove') return current.filter((k) => !lower.has(k.toLowerCase()));
+  const have = new Set(current.map((k) => k.toLowerCase()));
+  return [...current, ...given.filter((k) => !have.has(k.toLowerCase()))];
+}
+
+/**
+ * The names in a Maildir++ `subscriptions` file: one a line (Courier, Dovecot 1.x-2.2), or
+ * Dovecot 2.3's version 2 ("V\t2" line, blank line, then names with levels separated by TAB).
+ */
+export function parseSubscriptions(text: string): string[] {
+  const lines = text.split('\n');
+  let v2 = false;
+  if (lines[0] === 'V\t2') {
+    v2 = true;
+    lines.splice(0, 2);
+  }
+  const out: string[] = [];
+  for (const raw of lines) {
+    const line = raw.replace(/\r$/, '');
+    if (line === '') continue;
+    const name = v2 ? line.split('\t').join(HIERARCHY_SEP) : line;
+    const key = name.toUpperCase() === INBOX ? INBOX : name;
+    if (!out.includes(key)) out.push(key);
+  }
+  return out;
+}
+
+function nonexistent(folder: string): Nonexistent {
+  return { kind: 'nonexistent', folder };
+}
+
+/** Maildir info letters: sorted, as the Maildir spec requires ("in ASCII order"). */
+function sortedLetters(letters: Iterable<string>): string {
+  return [...new Set(letters)].sort().join('');
+}
+
 /** The host part of a unique name: "/" and ":" are escaped as the Maildir spec says, "," as it separates S=/W=. */
 function safeHost(host: string): string {
   return (host || 'localhost').replace(/\//g, '\\057').replace(/:/g, '\\072').replace(/,/g, '\\054');
@@ -176,18 +313,49 @@ const DEFAULT_MAX_OPEN_INDEXES = 64;
 const NO_LINK = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EXDEV', 'EMLINK']);
 
 /** One user's Maildir (the root is INBOX). */
-export class Maildir {
+/** What syncFolder() remembers of a folder's last full sync. */
+interface SyncedFolder {
+  /** dirStamp() taken before that listing. */
+  readonly stamp: string;
+  /** The index's dataVersion() after it. */
+  readonly version: number;
+  readonly rows: IndexedMessage[];
+}
+
+/** How long after a directory's last modification its listing is not cached (see syncFolder). */
+const DIRTY_MS = 2000;
+
+/** Told about every change made through a Maildir (MaildirStore turns it into ChangeListener calls). */
+export type MaildirNotify = (folder: string, change: MailboxChange, origin: ChangeOrigin) => void;
+
+/** The Maildir++ subscriptions file in the root, as Courier and Dovecot keep it. */
+export const SUBSCRIPTIONS_FILE = 'subscriptions';
+/**
+ * A folder being deleted is first renamed to this prefix plus a random part: "..x" is not a
+ * valid folder name, so readers (and folders()) stop seeing it at once, as Dovecot's
+ * "..DOVECOT-TRASHED" does.
+ */
+const TRASH_PREFIX = '..greygate-deleted-';
+
+/** One user's Maildir (the root is INBOX). */
+export class Maildir implements UserMailbox {
   readonly root: string;
   private readonly host: string;
   private readonly warn: (message: string) => void;
+  private readonly notify: MaildirNotify;
   private readonly ensured = new Set<string>();
   private sequence = 0;
   private openIndex: MailboxIndex | undefined;
+  /** Tail of the chain that runs this mailbox's syncs and changes one at a time. */
+  private queue: Promise<unknown> = Promise.resolve();
+  /** Per folder: the rows of its last full sync, valid while nothing has changed since. */
+  private readonly synced = new Map<string, SyncedFolder>();
 
-  constructor(root: string, options: MaildirOptions = {}) {
+  constructor(root: string, options: MaildirOptions = {}, notify: MaildirNotify = () => undefined) {
     this.root = root;
     this.host = safeHost(options.hostname ?? osHostname());
     this.warn = options.warn ?? (() => undefined);
+    this.notify = notify;
   }
 
   /** The directory of FOLDER: the root for INBOX, ROOT/.Name otherwise. */
@@ -257,11 +425,14 @@ export class Maildir {
       }
     }
     let uid: number | null = null;
+    this.touched(folder);
     try {
       uid = this.index().add(folder, file);
     } catch (err) {
       this.warn(`${this.root}: message ${file.name} delivered but not indexed: ${(err as Error).message}`);
     }
+    // Unindexed, it is announced by the sync that numbers it (a session's next refresh).
+    if (uid !== null) this.notify(folder, { kind: 'exists', uids: [uid] }, undefined);
     return { ...file, folder, uid };
   }
 
@@ -346,18 +517,76 @@ export class Maildir {
    */
   async sync(folder: string = INBOX): Promise<SyncResult> {
     const key = this.folderKey(folder);
+    return (await this.exclusive(() => this.syncFolder(key))).result;
+  }
+
+  /**
+   * sync(), returning the index's messages of KEY afterwards (UID order). Like Dovecot, a
+   * folder whose new/ and cur/ have not been modified since the last sync, and whose index
+   * no other process wrote, is not listed again: an IMAP NOOP or SELECT of a large folder
+   * then costs two stat() calls. A directory modified within the last DIRTY_MS is always
+   * listed (mtime granularity could hide a second change in the same tick).
+   */
+  private async syncFolder(key: string): Promise<{ result: SyncResult; rows: IndexedMessage[] }> {
+    const index = this.index();
+    const stamp = await this.dirStamp(key);
+    const version = index.dataVersion();
+    const cached = this.synced.get(key);
+    if (cached && stamp !== null && cached.stamp === stamp && cached.version === version) {
+      return { result: { added: 0, removed: 0, updated: 0 }, rows: cached.rows };
+    }
+    this.synced.delete(key);
+    const out = await this.listAndSync(key);
+    if (stamp !== null) this.synced.set(key, { stamp, version: index.dataVersion(), rows: out.rows });
+    return out;
+  }
+
+  /**
+   * The modification times of KEY's new/ and cur/ as one string, or null when either was
+   * modified too recently to be trusted (or is missing).
+   */
+  private async dirStamp(key: string): Promise<string | null> {
+    const dir = this.folderPath(key);
+    try {
+      const [n, c] = await Promise.all([stat(join(dir, 'new'), { bigint: true }), stat(join(dir, 'cur'), { bigint: true })]);
+      const now = BigInt(Date.now() - DIRTY_MS) * 1_000_000n;
+      if (n.mtimeNs > now || c.mtimeNs > now) return null;
+      return `${n.ino}:${n.mtimeNs}:${c.ino}:${c.mtimeNs}`;
+    } catch {
+      return null;
+    }
+  }
+
+  /** MailboxIndex.reset(), and the cached listings with it. */
+  private resetIndex(folder?: string): void {
+    this.touched();
+    this.index().reset(folder);
+  }
+
+  /** Forget what the last sync of KEY (every folder when omitted) saw: this process changed it. */
+  private touched(key?: string): void {
+    if (key === undefined) this.synced.clear();
+    else this.synced.delete(key);
+  }
+
+  private async listAndSync(key: string): Promise<{ result: SyncResult; rows: IndexedMessage[] }> {
     const index = this.index();
     const mark = index.status(key).uidNext;
     let present = await this.list(key);
-    const known = new Map(index.messages(key).map((m) => [m.name, m]));
+    const rows = index.messages(key);
+    const known = new Map(rows.map((m) => [m.name, m]));
     const listed = new Set(present.map((e) => e.name));
     // readdir() may miss a file that is renamed while it runs (new/ -> cur/, a flag change):
     // look once more before taking a message for deleted.
-    if ([...known.values()].some((m) => m.uid < mark && !listed.has(m.name))) {
+    if (rows.some((m) => m.uid < mark && !listed.has(m.name))) {
       const again = await this.list(key);
       const merged = new Map(present.map((e) => [e.name, e]));
       for (const e of again) merged.set(e.name, e);
       present = [...merged.values()];
+    }
+    // The common case (nothing changed on disk) costs no write transaction.
+    if (present.length === rows.length && present.every((e) => known.get(e.name)?.file === e.file && known.get(e.name)?.dir === e.dir)) {
+      return { result: { added: 0, removed: 0, updated: 0 }, rows };
     }
     const added: MessageFile[] = [];
     for (const e of present) {
@@ -369,14 +598,15 @@ export class Maildir {
         if (fsErrorCode(err) !== 'ENOENT') throw err;
       }
     }
-    return index.sync(key, present, added, { removeBelowUid: mark });
+    const result = index.sync(key, present, added, { removeBelowUid: mark });
+    return { result, rows: index.messages(key) };
   }
 
   /** sync() every folder on disk; folders the index knows but the disk lost are forgotten. */
   async syncAll(): Promise<Map<string, SyncResult>> {
     const onDisk = await this.folders();
     const index = this.index();
-    for (const f of index.folders()) if (!onDisk.includes(f)) index.reset(f);
+    for (const f of index.folders()) if (!onDisk.includes(f)) this.resetIndex(f);
     const out = new Map<string, SyncResult>();
     for (const f of onDisk) out.set(f, await this.sync(f));
     return out;
@@ -384,7 +614,7 @@ export class Maildir {
 
   /** Throw the index away and number every message anew (new UIDVALIDITY for every folder). */
   async rebuild(): Promise<Map<string, SyncResult>> {
-    this.index().reset();
+    this.resetIndex();
     return this.syncAll();
   }
 
@@ -397,6 +627,505 @@ export class Maildir {
   close(): void {
     this.openIndex?.close();
     this.openIndex = undefined;
+    this.touched();
+  }
+
+  // ---- UserMailbox (mail-store.ts): what POP3 and IMAP use. ----
+
+  /**
+   * Run FN after every sync/change queued before it: the index and the file names of one
+   * mailbox change one step at a time, whichever session asks (deliveries need not wait:
+   * a link into new/ plus one index insert never conflicts with a step).
+   */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** The folder key of NAME, or the invalid-name outcome. */
+  private checkName(name: string): string | InvalidName {
+    return isValidFolderName(name) ? this.folderKey(name) : { kind: 'invalid-name', folder: name };
+  }
+
+  /** Whether folder KEY exists on disk (INBOX always does: it is created on first use). */
+  private async folderExists(key: string): Promise<boolean> {
+    if (key === INBOX) return true;
+    try {
+      return (await stat(this.folderPath(key))).isDirectory();
+    } catch (err) {
+      if (fsErrorCode(err) === 'ENOENT') return false;
+      throw ioError('stat maildir folder', this.folderPath(key), err);
+    }
+  }
+
+  async createFolder(name: string, origin?: ChangeOrigin): Promise<CreateResult> {
+    // RFC 3501 6.3.3: a trailing separator only declares the intent to create children.
+    const wanted = name.endsWith(HIERARCHY_SEP) && name.length > 1 ? name.slice(0, -1) : name;
+    const key = this.checkName(wanted);
+    if (typeof key !== 'string') return key;
+    return this.exclusive(async () => {
+      if (key === INBOX) return { kind: 'exists', folder: key };
+      await this.ensure(INBOX);
+      const dir = this.folderPath(key);
+      try {
+        await mkdir(dir, { mode: 0o700 });
+      } catch (err) {
+        if (fsErrorCode(err) === 'EEXIST') return { kind: 'exists', folder: key };
+        throw ioError('create maildir folder', dir, err);
+      }
+      // An index entry left from a folder of that name removed behind our back: a new
+      // folder must not reuse its UIDVALIDITY with other messages.
+      if (this.index().folders().includes(key)) this.resetIndex(key);
+      this.ensured.delete(key);
+      await this.ensure(key);
+      this.notify(key, { kind: 'folder', action: 'create' }, origin);
+      return { kind: 'ok', folder: key };
+    });
+  }
+
+  /**
+   * Delete folder NAME and its messages. Its children stay (Maildir++ folders are flat: "a.b"
+   * does not live inside "a"), so 'has-children' is never returned here; IMAP LIST then
+   * shows "a" as a \Noselect parent, as Dovecot does.
+   */
+  async deleteFolder(name: string, origin?: ChangeOrigin): Promise<DeleteResult> {
+    const key = this.checkName(name);
+    if (typeof key !== 'string') return key;
+    return this.exclusive(async () => {
+      if (key === INBOX) return { kind: 'inbox', folder: key };
+      if (!(await this.folderExists(key))) return { kind: 'nonexistent', folder: key };
+      const dir = this.folderPath(key);
+      const trash = join(this.root, `${TRASH_PREFIX}${randomBytes(6).toString('hex')}`);
+      try {
+        await rename(dir, trash);
+      } catch (err) {
+        if (fsErrorCode(err) === 'ENOENT') return { kind: 'nonexistent', folder: key };
+        throw ioError('delete maildir folder', dir, err);
+      }
+      this.ensured.delete(key);
+      this.resetIndex(key);
+      this.notify(key, { kind: 'folder', action: 'delete' }, origin);
+      // Once renamed the folder is gone for every reader; a failed removal only leaves a
+      // hidden directory behind, which is not worth failing the command for.
+      await rm(trash, { recursive: true, force: true }).catch((err: unknown) => this.warn(`${trash}: cannot remove: ${fsErrorText(err)}`));
+      return { kind: 'ok', folder: key };
+    });
+  }
+
+  async renameFolder(from: string, to: string, origin?: ChangeOrigin): Promise<RenameResult> {
+    const src = this.checkName(from);
+    if (typeof src !== 'string') return src;
+    const dst = this.checkName(to);
+    if (typeof dst !== 'string') return dst;
+    return this.exclusive(async () => {
+      if (dst === INBOX || (await this.folderExists(dst))) return { kind: 'exists', folder: dst };
+      if (!(await this.folderExists(src))) return { kind: 'nonexistent', folder: src };
+      await this.ensure(INBOX);
+      if (src === INBOX) {
+        // RFC 3501 6.3.5: INBOX's messages move to the new folder; INBOX stays, empty; its
+        // children ("INBOX.x") are unaffected.
+        await this.createFolderDir(dst);
+        const rows = (await this.syncFolder(INBOX)).rows;
+        await this.transfer(INBOX, rows, dst, 'move', origin);
+        this.notify(dst, { kind: 'folder', action: 'create' }, origin);
+        return { kind: 'ok', from: src, to: dst };
+      }
+      const prefix = src + HIERARCHY_SEP;
+      const children = (await this.folders()).filter((f) => f.startsWith(prefix));
+      const moves: Array<[string, string]> = [[src, dst], ...children.map((c): [string, string] => [c, dst + c.slice(src.length)])];
+      for (const [, target] of moves.slice(1)) {
+        if (!isValidFolderName(target)) return { kind: 'invalid-name', folder: target };
+        if (await this.folderExists(target)) return { kind: 'exists', folder: target };
+      }
+      for (const [a, b] of moves) {
+        try {
+          await rename(this.folderPath(a), this.folderPath(b));
+        } catch (err) {
+          throw ioError('rename maildir folder', this.folderPath(a), err);
+        }
+        this.ensured.delete(a);
+        // UIDVALIDITY and UIDs go with the folder: clients keep their caches (Dovecot does so).
+        this.touched();
+        this.index().renameFolder(a, b);
+        this.notify(a, { kind: 'folder', action: 'rename', to: b }, origin);
+      }
+      await fsyncDir(this.root).catch(() => undefined);
+      return { kind: 'ok', from: src, to: dst };
+    });
+  }
+
+  /** mkdir ROOT/.KEY with tmp/new/cur and the marker (the caller knows it does not exist). */
+  private async createFolderDir(key: string): Promise<void> {
+    if (this.index().folders().includes(key)) this.resetIndex(key);
+    this.ensured.delete(key);
+    await this.ensure(key);
+  }
+
+  async subscriptions(): Promise<string[]> {
+    let text: string;
+    try {
+      text = await readFile(join(this.root, SUBSCRIPTIONS_FILE), 'utf8');
+    } catch (err) {
+      if (fsErrorCode(err) === 'ENOENT') return [];
+      throw ioError('read', join(this.root, SUBSCRIPTIONS_FILE), err);
+    }
+    return parseSubscriptions(text);
+  }
+
+  async subscribe(name: string, on: boolean): Promise<void> {
+    const key = isValidFolderName(name) ? this.folderKey(name) : name;
+    await this.exclusive(async () => {
+      const list = await this.subscriptions();
+      const has = list.includes(key);
+      if (has === on) return;
+      const next = on ? [...list, key] : list.filter((n) => n !== key);
+      await this.ensure(INBOX);
+      const file = join(this.root, SUBSCRIPTIONS_FILE);
+      try {
+        // Version-1 format (one name a line): what Courier, old and new Dovecot all read.
+        await writeFileAtomic(file, next.map((n) => `${n}\n`).join(''));
+      } catch (err) {
+        throw ioError('write', file, err);
+      }
+    });
+  }
+
+  async open(folder: string, options: OpenOptions = {}): Promise<OpenResult> {
+    const key = this.checkName(folder);
+    if (typeof key !== 'string') return key;
+    return this.exclusive(async () => {
+      if (!(await this.folderExists(key))) return nonexistent(key);
+      await this.ensure(key);
+      let rows = (await this.syncFolder(key)).rows;
+      const index = this.index();
+      let firstRecent: number;
+      if (options.claimRecent) {
+        rows = await this.moveNewToCur(key, rows);
+        const last = rows.length === 0 ? 0 : rows[rows.length - 1]!.uid;
+        firstRecent = index.claimRecent(key, last + 1);
+      } else {
+        firstRecent = index.status(key).firstRecentUid;
+      }
+      const st = index.status(key);
+      const keywords = new Set<string>();
+      const messages: MessageInfo[] = rows.map((r) => {
+        const flags = imapFlags(r.flags, r.keywords);
+        if (r.keywords !== '') for (const k of r.keywords.split(' ')) keywords.add(k);
+        if (r.flags.includes('P')) keywords.add('$Forwarded');
+        return { uid: r.uid, flags, size: r.vsize, internalDate: r.internalDate, recent: r.uid >= firstRecent };
+      });
+      return { kind: 'ok', folder: key, uidValidity: st.uidValidity, uidNext: st.uidNext, messages, keywords: [...keywords] };
+    });
+  }
+
+  /**
+   * What Dovecot does when a session takes the \Recent messages: their files leave new/ for
+   * cur/ (with an empty info), so a Maildir reader no longer shows them as new either.
+   */
+  private async moveNewToCur(key: string, rows: IndexedMessage[]): Promise<IndexedMessage[]> {
+    const dir = this.folderPath(key);
+    const updates: MessageUpdate[] = [];
+    const out = rows.slice();
+    for (let i = 0; i < out.length; i++) {
+      const r = out[i]!;
+      if (r.dir !== 'new') continue;
+      const entry: MessageEntry = { name: r.name, dir: 'cur', file: `${r.name}:2,${r.flags}`, flags: r.flags };
+      try {
+        await rename(join(dir, 'new', r.file), join(dir, 'cur', entry.file));
+      } catch (err) {
+        // Moved by another reader meanwhile: the next sync records where it went.
+        if (fsErrorCode(err) === 'ENOENT') continue;
+        throw ioError('rename maildir file', join(dir, 'new', r.file), err);
+      }
+      updates.push({ uid: r.uid, entry });
+      out[i] = { ...r, ...entry };
+    }
+    this.touched(key);
+    this.index().update(key, updates);
+    return out;
+  }
+
+  async status(folder: string): Promise<StatusResult> {
+    const key = this.checkName(folder);
+    if (typeof key !== 'string') return key;
+    return this.exclusive(async () => {
+      if (!(await this.folderExists(key))) return nonexistent(key);
+      await this.ensure(key);
+      const rows = (await this.syncFolder(key)).rows;
+      const st = this.index().status(key);
+      let recent = 0;
+      let unseen = 0;
+      for (const r of rows) {
+        if (r.uid >= st.firstRecentUid) recent++;
+        if (!r.flags.includes('S')) unseen++;
+      }
+      return { kind: 'ok', folder: key, messages: rows.length, recent, unseen, uidNext: st.uidNext, uidValidity: st.uidValidity };
+    });
+  }
+
+  async read(folder: string, uid: number): Promise<Buffer | null> {
+    if (!isValidFolderName(folder)) return null;
+    const key = this.folderKey(folder);
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const row = this.index().message(key, uid);
+      if (!row) return null;
+      try {
+        return fromMaildirBytes(await readFile(this.messagePath(key, row)));
+      } catch (err) {
+        if (fsErrorCode(err) !== 'ENOENT') throw ioError('read maildir file', this.messagePath(key, row), err);
+      }
+      // Renamed (a flag change by another reader) or deleted since it was indexed.
+      await this.exclusive(() => this.syncFolder(key));
+    }
+    return null;
+  }
+
+  async setFlags(folder: string, uids: readonly number[], flags: readonly string[], mode: FlagMode, origin?: ChangeOrigin): Promise<FlagUpdate[]> {
+    if (!isValidFolderName(folder)) return [];
+    const key = this.folderKey(folder);
+    const { letters, keywords } = parseImapFlags(flags);
+    return this.exclusive(async () => {
+      if (!(await this.folderExists(key))) return [];
+      const out: FlagUpdate[] = [];
+      const changed: FlagUpdate[] = [];
+      const updates: MessageUpdate[] = [];
+      let rows = this.rowsOf(key, uids);
+      for (let attempt = 0; attempt < 2 && rows.length > 0; attempt++) {
+        const missed: number[] = [];
+        for (const r of rows) {
+          const letterSet = new Set(r.flags);
+          const managed = [...letterSet].filter((l) => MANAGED_LETTERS.has(l));
+          const others = [...letterSet].filter((l) => !MANAGED_LETTERS.has(l));
+          let nextManaged: string[];
+          if (mode === 'replace') nextManaged = [...letters];
+          else if (mode === 'add') nextManaged = [...managed, ...letters];
+          else nextManaged = managed.filter((l) => !letters.has(l));
+          const nextLetters = sortedLetters([...others, ...nextManaged]);
+          const current = r.keywords === '' ? [] : r.keywords.split(' ');
+          const nextKeywords = combineKeywords(current, keywords, mode).join(' ');
+          const update: { uid: number; entry?: MessageEntry; keywords?: string } = { uid: r.uid };
+          if (nextLetters !== r.flags || r.dir === 'new') {
+            const entry: MessageEntry = { name: r.name, dir: 'cur', file: `${r.name}:2,${nextLetters}`, flags: nextLetters };
+            const dir = this.folderPath(key);
+            try {
+              await rename(join(dir, r.dir, r.file), join(dir, 'cur', entry.file));
+            } catch (err) {
+              if (fsErrorCode(err) !== 'ENOENT') throw ioError('rename maildir file', join(dir, r.dir, r.file), err);
+              missed.push(r.uid);
+              continue;
+            }
+            update.entry = entry;
+          }
+          if (nextKeywords !== r.keywords) update.keywords = nextKeywords;
+          const result = { uid: r.uid, flags: imapFlags(nextLetters, nextKeywords) };
+          out.push(result);
+          if (update.entry !== undefined || update.keywords !== undefined) updates.push(update);
+          if (nextLetters !== r.flags || nextKeywords !== r.keywords) changed.push(result);
+        }
+        this.touched(key);
+        this.index().update(key, updates);
+        updates.length = 0;
+        if (missed.length === 0) break;
+        // Renamed by another reader since the last sync: find where they went, once.
+        await this.syncFolder(key);
+        rows = this.rowsOf(key, missed);
+      }
+      out.sort((a, b) => a.uid - b.uid);
+      if (changed.length > 0) this.notify(key, { kind: 'flags', updates: changed }, origin);
+      return out;
+    });
+  }
+
+  /** The index rows of UIDS in FOLDER that exist, in UID order. */
+  private rowsOf(key: string, uids: readonly number[]): IndexedMessage[] {
+    const index = this.index();
+    // One query for a large set (STORE 1:*), point lookups for a few.
+    if (uids.length > 32) {
+      const want = new Set(uids);
+      return index.messages(key).filter((m) => want.has(m.uid));
+    }
+    const out: IndexedMessage[] = [];
+    for (const uid of [...new Set(uids)].sort((a, b) => a - b)) {
+      const m = index.message(key, uid);
+      if (m) out.push(m);
+    }
+    return out;
+  }
+
+  async expunge(folder: string, uids?: readonly number[], origin?: ChangeOrigin): Promise<number[]> {
+    if (!isValidFolderName(folder)) return [];
+    const key = this.folderKey(folder);
+    return this.exclusive(async () => {
+      if (!(await this.folderExists(key))) return [];
+      // Synced first: \Deleted may have been set by another reader (mutt's "d" is a T flag).
+      const rows = (await this.syncFolder(key)).rows;
+      const limit = uids === undefined ? null : new Set(uids);
+      const doomed = rows.filter((r) => r.flags.includes('T') && (limit === null || limit.has(r.uid)));
+      return this.removeFiles(key, doomed, origin);
+    });
+  }
+
+  /** Unlink ROWS' files, forget them, announce it: the UIDs removed, ascending. */
+  private async removeFiles(key: string, rows: readonly IndexedMessage[], origin: ChangeOrigin): Promise<number[]> {
+    const gone: number[] = [];
+    for (const r of rows) {
+      const path = this.messagePath(key, r);
+      try {
+        await unlink(path);
+      } catch (err) {
+        // Already removed by another reader: expunged all the same.
+        if (fsErrorCode(err) !== 'ENOENT') {
+          this.forgetAndNotify(key, gone, origin);
+          throw ioError('remove maildir file', path, err);
+        }
+      }
+      gone.push(r.uid);
+    }
+    this.forgetAndNotify(key, gone, origin);
+    return gone;
+  }
+
+  private forgetAndNotify(key: string, uids: number[], origin: ChangeOrigin): void {
+    if (uids.length === 0) return;
+    uids.sort((a, b) => a - b);
+    this.touched(key);
+    this.index().remove(key, uids);
+    this.notify(key, { kind: 'expunge', uids }, origin);
+  }
+
+  async append(folder: string, message: Uint8Array, options: AppendOptions = {}, origin?: ChangeOrigin): Promise<AppendResult> {
+    const key = this.checkName(folder);
+    if (typeof key !== 'string') return key;
+    if (!(await this.folderExists(key))) return nonexistent(key);
+    await this.ensure(key);
+    const { letters, keywords } = parseImapFlags(options.flags ?? []);
+    const data = toMaildirBytes(message);
+    const vsize = data.length + countLf(data);
+    // Dovecot's choice: a message saved with flags goes to cur/ with them, else to new/.
+    const info = letters.size === 0 ? null : sortedLetters(letters);
+    const file = await this.writeNew(key, data, vsize, options.internalDate, info);
+    let uid: number;
+    let uidValidity: number;
+    this.touched(key);
+    try {
+      uid = this.index().add(key, { ...file, keywords: keywords.join(' ') });
+      uidValidity = this.index().status(key).uidValidity;
+    } catch (err) {
+      // The client is told it failed: it must not find the message there after all.
+      await unlink(file.path).catch(() => undefined);
+      throw err;
+    }
+    this.notify(key, { kind: 'exists', uids: [uid] }, origin);
+    return { kind: 'ok', uidValidity, uid };
+  }
+
+  copy(from: string, uids: readonly number[], to: string, origin?: ChangeOrigin): Promise<CopyResult> {
+    return this.copyOrMove(from, uids, to, 'copy', origin);
+  }
+
+  move(from: string, uids: readonly number[], to: string, origin?: ChangeOrigin): Promise<CopyResult> {
+    return this.copyOrMove(from, uids, to, 'move', origin);
+  }
+
+  private async copyOrMove(from: string, uids: readonly number[], to: string, how: 'copy' | 'move', origin: ChangeOrigin): Promise<CopyResult> {
+    const src = this.checkName(from);
+    if (typeof src !== 'string') return src;
+    const dst = this.checkName(to);
+    if (typeof dst !== 'string') return dst;
+    return this.exclusive(async () => {
+      if (!(await this.folderExists(src))) return nonexistent(src);
+      if (!(await this.folderExists(dst))) return nonexistent(dst);
+      await this.ensure(dst);
+      const pairs = await this.transfer(src, this.rowsOf(src, uids), dst, how, origin);
+      return { kind: 'ok', uidValidity: this.index().status(dst).uidValidity, pairs };
+    });
+  }
+
+  /**
+   * Give each of ROWS (of SRC) a new file in DST under a new unique name, keeping its
+   * subdirectory, flags, keywords and mtime (= INTERNALDATE): a hard link for a copy (the
+   * bytes are shared, as Dovecot's maildir_copy_with_hardlinks), a rename for a move.
+   * Returns [old UID, new UID] pairs; sources that vanished meanwhile are skipped.
+   */
+  private async transfer(src: string, rows: readonly IndexedMessage[], dst: string, how: 'copy' | 'move', origin: ChangeOrigin): Promise<Array<[number, number]>> {
+    const srcDir = this.folderPath(src);
+    const dstDir = this.folderPath(dst);
+    const done: Array<{ row: IndexedMessage; file: NewMessage; path: string }> = [];
+    for (const r of rows) {
+      const sizes = sizesFromName(r.name);
+      const unique = `${this.uniqueName()},S=${sizes.size ?? r.size},W=${sizes.vsize ?? r.vsize}`;
+      const fileName = r.dir === 'cur' ? `${unique}:2,${r.flags}` : unique;
+      const from = join(srcDir, r.dir, r.file);
+      const target = join(dstDir, r.dir, fileName);
+      try {
+        if (how === 'move') await rename(from, target);
+        else await this.linkOrCopy(from, target, join(dstDir, 'tmp', unique), r.internalDate);
+      } catch (err) {
+        if (fsErrorCode(err) === 'ENOENT' && (await this.gone(from))) continue;
+        await this.recordTransfer(src, dst, done, how, origin);
+        throw ioError(how === 'move' ? 'move maildir file' : 'copy maildir file', from, err);
+      }
+      done.push({ row: r, path: target, file: { name: unique, dir: r.dir, file: fileName, flags: r.flags, size: r.size, vsize: r.vsize, internalDate: r.internalDate, keywords: r.keywords } });
+    }
+    try {
+      for (const sub of new Set(done.map((d) => d.row.dir))) await fsyncDir(join(dstDir, sub));
+    } catch (err) {
+      await this.recordTransfer(src, dst, done, how, origin);
+      throw ioError('sync maildir', dstDir, err);
+    }
+    return this.recordTransfer(src, dst, done, how, origin);
+  }
+
+  /** Index what transfer() put in DST (and took from SRC for a move), and announce it. */
+  private async recordTransfer(
+    src: string,
+    dst: string,
+    done: ReadonlyArray<{ row: IndexedMessage; file: NewMessage }>,
+    how: 'copy' | 'move',
+    origin: ChangeOrigin,
+  ): Promise<Array<[number, number]>> {
+    if (done.length === 0) return [];
+    this.touched(dst);
+    const newUids = this.index().addMany(
+      dst,
+      done.map((d) => d.file),
+    );
+    const pairs = done.map((d, i): [number, number] => [d.row.uid, newUids[i]!]);
+    this.notify(dst, { kind: 'exists', uids: newUids }, origin);
+    if (how === 'move') this.forgetAndNotify(src, done.map((d) => d.row.uid), origin);
+    return pairs;
+  }
+
+  /** Whether PATH is really gone (rather than a directory missing, which is an error). */
+  private async gone(path: string): Promise<boolean> {
+    try {
+      await stat(path);
+      return false;
+    } catch (err) {
+      return fsErrorCode(err) === 'ENOENT' && (await stat(dirname(path)).then(() => true, () => false));
+    }
+  }
+
+  private async linkOrCopy(from: string, target: string, tmp: string, mtimeMs: number): Promise<void> {
+    try {
+      await link(from, target);
+      return;
+    } catch (err) {
+      const code = fsErrorCode(err);
+      if (code === undefined || !NO_LINK.has(code)) throw err;
+    }
+    // No hard links here: a full copy, written in tmp/ first as every Maildir writer must.
+    await copyFile(from, tmp, fsConstants.COPYFILE_EXCL);
+    try {
+      const fh = await open(tmp, 'r+');
+      await fh.sync().finally(() => fh.close());
+      await utimes(tmp, mtimeMs / 1000, mtimeMs / 1000);
+      await rename(tmp, target);
+    } catch (err) {
+      await unlink(tmp).catch(() => undefined);
+      throw err;
+    }
   }
 
   private folderKey(folder: string): string {
@@ -411,8 +1140,14 @@ export class Maildir {
     return `${Math.floor(us / 1e6)}.M${us % 1e6}P${process.pid}Q${++this.sequence}R${rand}.${this.host}`;
   }
 
-  private async writeNew(folder: string, data: Buffer, vsize: number, internalDate: number | undefined): Promise<MessageFile & { path: string }> {
+  /**
+   * Write DATA as a new message of FOLDER: into new/, or with INFO (flag letters, even '')
+   * into cur/ as NAME:2,INFO.
+   */
+  private async writeNew(folder: string, data: Buffer, vsize: number, internalDate: number | undefined, info: string | null = null): Promise<MessageFile & { path: string }> {
     const dir = this.folderPath(folder);
+    const sub = info === null ? 'new' : 'cur';
+    const suffix = info === null ? '' : `:2,${info}`;
     const sizes = `,S=${data.length},W=${vsize}`;
     let name = this.uniqueName() + sizes;
     const tmp = join(dir, 'tmp', name);
@@ -432,7 +1167,7 @@ export class Maildir {
       await unlink(tmp).catch(() => undefined);
       throw ioError('write maildir file', tmp, err);
     }
-    let path = join(dir, 'new', name);
+    let path = join(dir, sub, name + suffix);
     let linked = true;
     try {
       // link(), not rename(): it never replaces a file that happens to have the same name.
@@ -444,7 +1179,7 @@ export class Maildir {
           const code = fsErrorCode(err);
           if (code === 'EEXIST' && attempt < 5) {
             name = this.uniqueName() + sizes;
-            path = join(dir, 'new', name);
+            path = join(dir, sub, name + suffix);
             continue;
           }
           if (code !== undefined && NO_LINK.has(code)) {
@@ -462,14 +1197,14 @@ export class Maildir {
     if (linked) await unlink(tmp).catch(() => undefined);
     let mtime: number;
     try {
-      await fsyncDir(join(dir, 'new'));
+      await fsyncDir(join(dir, sub));
       mtime = (await stat(path)).mtimeMs;
     } catch (err) {
       // Not known to be durable: take it back, so that a retry does not leave two copies.
       await unlink(path).catch(() => undefined);
-      throw ioError('sync maildir', join(dir, 'new'), err);
+      throw ioError('sync maildir', join(dir, sub), err);
     }
-    return { name, dir: 'new', file: name, flags: '', size: data.length, vsize, internalDate: Math.floor(mtime), path };
+    return { name, dir: sub, file: name + suffix, flags: info ?? '', size: data.length, vsize, internalDate: Math.floor(mtime), path };
   }
 }
 
@@ -481,12 +1216,19 @@ function renameSyncQuiet(from: string, to: string): void {
   }
 }
 
-/** DATA_DIRECTORY/mail: one Maildir per user, opened once and shared by every caller. */
-export class MaildirStore {
+/**
+ * DATA_DIRECTORY/mail: one Maildir per user, opened once and shared by every caller (local
+ * delivery, POP3, IMAP): changes made through it reach every onChange() listener. Changes
+ * made by other processes or tools are not announced; sessions see them at their next
+ * open() (IMAP NOOP/IDLE refresh).
+ */
+export class MaildirStore implements MailStore {
   readonly dataDir: string;
   readonly mailDir: string;
   private readonly options: MaildirOptions;
   private readonly boxes = new Map<string, Maildir>();
+  private readonly listeners = new Set<ChangeListener>();
+  private readonly pop3Locks = new Set<string>();
 
   constructor(dataDir: string, options: MaildirOptions = {}) {
     this.dataDir = dataDir;
@@ -504,7 +1246,7 @@ export class MaildirStore {
     if (name === null) throw new UserError(`invalid user name ${JSON.stringify(user)}`);
     // Map order is the recency order: a used mailbox moves to the end. Maildir objects are
     // kept (they are small, and one per user keeps one index connection per user).
-    const box = this.boxes.get(name) ?? new Maildir(join(this.mailDir, name), this.options);
+    const box = this.boxes.get(name) ?? new Maildir(join(this.mailDir, name), this.options, (folder, change, origin) => this.emit(name, folder, change, origin));
     this.boxes.delete(name);
     this.boxes.set(name, box);
     const limit = Math.max(1, this.options.maxOpenIndexes ?? DEFAULT_MAX_OPEN_INDEXES);
@@ -523,6 +1265,49 @@ export class MaildirStore {
   /** Deliver MESSAGE to USER's Maildir (see Maildir.deliver). */
   deliver(user: string, message: Uint8Array, options: DeliverOptions = {}): Promise<MaildirDelivery> {
     return this.mailbox(user).deliver(message, options);
+  }
+
+  /**
+   * announce - tell this store's listeners about a change another MaildirStore made (the
+   * gateway's delivery thread delivers with its own instance; IMAP sessions listen here)
+   */
+  announce(user: string, folder: string, change: MailboxChange): void {
+    this.emit(user, folder, change, undefined);
+  }
+
+  onChange(listener: ChangeListener): () => void {
+    this.listeners.add(listener);
+    return () => {
+      this.listeners.delete(listener);
+    };
+  }
+
+  /**
+   * In-process only, as the gateway runs every POP3 session (Dovecot also takes a lock in
+   * the Maildir for other processes; greygate has no second POP3 server to exclude).
+   */
+  lockPop3(user: string): (() => void) | null {
+    const name = normalizeUserName(user);
+    if (name === null) throw new UserError(`invalid user name ${JSON.stringify(user)}`);
+    if (this.pop3Locks.has(name)) return null;
+    this.pop3Locks.add(name);
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      this.pop3Locks.delete(name);
+    };
+  }
+
+  private emit(user: string, folder: string, change: MailboxChange, origin: ChangeOrigin): void {
+    for (const l of this.listeners) {
+      try {
+        l(user, folder, change, origin);
+      } catch (err) {
+        // A listener's bug must not turn a change that is already on disk into a failure.
+        this.options.warn?.(`mailbox change listener failed: ${(err as Error).message}`);
+      }
+    }
   }
 
   /** Close every index database. */

@@ -50,7 +50,7 @@ describe('MailboxIndex', () => {
       assert.equal(idx.add('Sent', file('a')), 1, 'UIDs are per folder');
       const sent = idx.status('Sent');
       assert.notEqual(sent.uidValidity, inbox.uidValidity, 'no two folders share a UIDVALIDITY');
-      assert.deepEqual(idx.status('INBOX'), { folder: 'INBOX', uidValidity: inbox.uidValidity, uidNext: 3, messages: 2 });
+      assert.deepEqual(idx.status('INBOX'), { folder: 'INBOX', uidValidity: inbox.uidValidity, uidNext: 3, messages: 2, firstRecentUid: 1 });
       assert.deepEqual(idx.messages('INBOX').map((m) => [m.uid, m.name, m.size, m.vsize]), [
         [1, 'a', 10, 12],
         [2, 'b', 10, 12],
