@@ -32,6 +32,7 @@ import type { WorkerCommand, WorkerInit, WorkerReport } from './delivery/worker.
 import { MaildirStore } from './mailbox/maildir.js';
 import { LoginGuard } from './mailbox/login-guard.js';
 import { Pop3Listener } from './pop3/server.js';
+import { ImapListener } from './imap/server.js';
 import type { SmtpdQueue } from './smtpd/ports.js';
 
 /** Largest message handed from smtpd to the queue manager in memory. */
@@ -65,7 +66,7 @@ export class Gateway {
   private readonly queue: QueueStore;
   private readonly listeners: SmtpListener[] = [];
   private readonly policyListeners: PolicyServiceListener[] = [];
-  private readonly mailListeners: Array<{ service: 'pop3' | 'pop3s' | 'imap' | 'imaps'; listener: Pop3Listener }> = [];
+  private readonly mailListeners: Array<{ service: 'pop3' | 'pop3s' | 'imap' | 'imaps'; listener: Pop3Listener | ImapListener }> = [];
   private readonly watcher: FileWatcher;
   private reloading: Promise<void> | null = null;
 
@@ -213,6 +214,27 @@ export class Gateway {
       if (port === 0) continue;
       for (const host of hosts) {
         const l = new Pop3Listener({ host, port, implicitTls }, pop3Deps);
+        try {
+          await l.listen();
+        } catch (err) {
+          await this.closeListeners();
+          throw new GreygateError('GG_CONFIG', `${service}: cannot listen on ${host}:${port}: ${(err as Error).message}`, { cause: err });
+        }
+        this.mailListeners.push({ service, listener: l });
+      }
+    }
+    const imapServices: Array<['imap' | 'imaps', string, boolean]> = [
+      ['imap', 'imap_port', false],
+      ['imaps', 'imaps_port', true],
+    ];
+    for (const [service, param, implicitTls] of imapServices) {
+      const port = cfg.int(param);
+      if (port === 0) continue;
+      for (const host of hosts) {
+        const l = new ImapListener(
+          { host, port, implicitTls },
+          { users: this.users, loginGuard: guard, mailboxes: this.mailboxes, log: this.log, tls: { key: tls.key, cert: tls.cert }, config: cfg },
+        );
         try {
           await l.listen();
         } catch (err) {
