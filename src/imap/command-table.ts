@@ -13,6 +13,7 @@
 import type { Config } from '../config/config.js';
 import type { MailLogger } from '../log/logger.js';
 import type { MailStore, UserMailbox, FolderSnapshot } from '../mailbox/mail-store.js';
+import type { EnvelopeCache } from './envelope-cache.js';
 import type { LoginOutcome } from '../mailbox/login-guard.js';
 import type { ImapCommand } from './parser.js';
 import type { ResponseCode } from './compiler.js';
@@ -59,6 +60,8 @@ export interface ImapContext {
   plaintextAllowed(ip: string, secure: boolean): boolean;
   /** 'imap' or 'imaps', for the log. */
   readonly service: string;
+  /** ENVELOPEs already compiled, shared by the listener's sessions. */
+  readonly envelopes: EnvelopeCache;
 }
 
 /** What a command handler may see and do. The connection implements it. */

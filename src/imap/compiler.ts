@@ -3,7 +3,8 @@
  * SUMMARY: the pure IMAP4rev1 response serialiser. Exports the ImapValue model (NIL, numbers,
  * strings that pick quoted or literal form themselves, atoms, forced literals, lists), its
  * builders (atom, literal, astring, flagList), and compilers that return the exact bytes of a
- * tagged, untagged, status, continuation or FETCH response, CRLF included; plus the
+ * tagged, untagged, status, continuation or FETCH response, CRLF included (compileFetchInto:
+ * a FETCH response as pieces, for batching); plus the
  * INTERNALDATE format and the modified UTF-7 mailbox-name encoding.
  * DIAGNOSTICS: pure; never throws on data (CR/LF in free text becomes a space, a string that
  * cannot be quoted becomes a literal).
@@ -103,6 +104,12 @@ class Writer {
       this.text = '';
     }
     this.parts.push(b);
+  }
+  /** The bytes as pieces, without joining them. */
+  pieces(): Buffer[] {
+    if (this.text !== '') this.parts.push(Buffer.from(this.text, 'latin1'));
+    this.text = '';
+    return this.parts;
   }
   finish(): Buffer {
     if (this.parts.length === 0) return Buffer.from(this.text, 'latin1');
@@ -234,6 +241,23 @@ export function compileContinuation(text: string): Buffer {
  * literals even when short.
  */
 export function compileFetch(seq: number, items: readonly (readonly [name: string, value: ImapValue])[]): Buffer {
+  return fetchWriter(seq, items).finish();
+}
+
+/**
+ * compileFetch()'s bytes appended to OUT as pieces (literals are not copied), for a caller
+ * that sends many responses in one write; returns how many bytes it added.
+ */
+export function compileFetchInto(out: Buffer[], seq: number, items: readonly (readonly [name: string, value: ImapValue])[]): number {
+  let n = 0;
+  for (const p of fetchWriter(seq, items).pieces()) {
+    out.push(p);
+    n += p.length;
+  }
+  return n;
+}
+
+function fetchWriter(seq: number, items: readonly (readonly [name: string, value: ImapValue])[]): Writer {
   const w = new Writer();
   w.write(`* ${seq} FETCH (`);
   for (let i = 0; i < items.length; i++) {
@@ -242,7 +266,7 @@ export function compileFetch(seq: number, items: readonly (readonly [name: strin
     writeValue(w, value);
   }
   w.write(`)${CRLF}`);
-  return w.finish();
+  return w;
 }
 
 /** One value's bytes, as it would appear inside a response. */

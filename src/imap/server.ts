@@ -19,6 +19,7 @@ import type { MailStore } from '../mailbox/mail-store.js';
 import { DEFAULT_READER_LIMITS, type ReaderLimits } from './parser.js';
 import { ImapConnection } from './connection.js';
 import type { ImapContext, ImapLoginGuard, ImapUsers } from './command-table.js';
+import { EnvelopeCache } from './envelope-cache.js';
 
 export interface ImapListenerSpec {
   readonly host: string;
@@ -84,6 +85,7 @@ export class ImapListener {
       config: deps.config,
       service,
       plaintextAllowed: (ip, secure) => secure || !disablePlaintext || isLoopback(ip),
+      envelopes: new EnvelopeCache(),
     };
     if (spec.implicitTls) {
       this.server = createTlsServer({ key: deps.tls!.key, cert: deps.tls!.cert, minVersion: 'TLSv1.2' }, (socket: TLSSocket) => this.accept(socket));

@@ -39,6 +39,9 @@ export const FLAG_LETTERS: Readonly<Record<string, string>> = {
   '\\Deleted': 'T',
 };
 
+/** What readMany() returns of each message: all of it, or the header and the blank line. */
+export type ReadPart = 'all' | 'header';
+
 /** How setFlags() combines the given flags with the current ones (STORE +FLAGS, -FLAGS, FLAGS). */
 export type FlagMode = 'add' | 'remove' | 'replace';
 
@@ -195,6 +198,13 @@ export interface UserMailbox {
    * prepended Return-Path/Delivered-To), or null when UID is not (or no longer) in FOLDER.
    */
   read(folder: string, uid: number): Promise<Buffer | null>;
+  /**
+   * read() for UIDS at once, in the same order: what IMAP FETCH uses. With PART 'header' a
+   * store may return only a prefix of read()'s buffer that holds the whole header and the
+   * blank line after it (or the whole message): enough for ENVELOPE at a fraction of the I/O. The caller keeps UIDS small (tens): a store may do the I/O synchronously, so a
+   * large batch would hold up every other session.
+   */
+  readMany(folder: string, uids: readonly number[], part?: ReadPart): Promise<Array<Buffer | null>>;
 
   /**
    * Change the flags of UIDS (missing ones skipped); returns the new flags of each message

@@ -2,7 +2,8 @@
  * FETCH and SEARCH through the listener: BODY[] byte-exact with what was delivered
  * (prepended Return-Path/Delivered-To included), sections and partials, RFC822.*, the
  * implicit \Seen of a non-PEEK body fetch (with FLAGS in the same response), ENVELOPE and
- * BODYSTRUCTURE, macros, a large message, and SEARCH / UID SEARCH over flags, sizes, dates,
+ * BODYSTRUCTURE, macros, a large message, header-only reads and the ENVELOPE cache agreeing
+ * with full reads across sessions, and SEARCH / UID SEARCH over flags, sizes, dates,
  * headers and text.
  */
 import { test, before, after } from 'node:test';
@@ -120,6 +121,39 @@ test('a large message comes back whole; UID FETCH of missing UIDs is empty; bad 
   assert.equal((await c.cmd('FETCH 1 (FLAGS BOGUS)')).status, 'BAD');
   const many = await c.cmd('FETCH 1:* (UID RFC822.SIZE)');
   assert.equal(many.untagged.length, 3);
+});
+
+test('header-only reads and the ENVELOPE cache answer exactly what a full read does, in every session', async () => {
+  // With BODYSTRUCTURE the whole file is read and parsed; alone, ENVELOPE and HEADER.FIELDS
+  // come from the header (first session) or from the cache (later ones).
+  const itemOf = (line: string, name: string): string => {
+    const at = line.indexOf(`${name} (`);
+    assert.ok(at >= 0, line);
+    let depth = 0;
+    let i = at + name.length + 1;
+    for (; i < line.length; i++) {
+      if (line[i] === '"') for (i++; line[i] !== '"'; i++) if (line[i] === '\\') i++;
+      if (line[i] === '(') depth++;
+      if (line[i] === ')' && --depth === 0) break;
+    }
+    return line.slice(at, i + 1);
+  };
+  const full = (await c.cmd('FETCH 1:* (BODYSTRUCTURE ENVELOPE)')).untagged.map((l) => itemOf(l, 'ENVELOPE'));
+  const fields = (await c.cmd('FETCH 1:* (BODY.PEEK[] BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)])')).responses.map((r) => literalOf(r, 'BODY[HEADER.FIELDS (SUBJECT FROM)]'));
+  for (let session = 0; session < 2; session++) {
+    const other = await ImapClient.connect(f.plainPort);
+    try {
+      await other.login('alice', 'wonderland');
+      await other.cmd('EXAMINE INBOX');
+      const env = await other.cmd('FETCH 1:* (FLAGS ENVELOPE)');
+      assert.equal(env.tagged.split(' ')[1], 'OK');
+      assert.deepEqual(env.untagged.map((l) => itemOf(l, 'ENVELOPE')), full);
+      const hdr = await other.cmd('FETCH 1:* BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)]');
+      assert.deepEqual(hdr.responses.map((r) => literalOf(r, 'BODY[HEADER.FIELDS (SUBJECT FROM)]')), fields);
+    } finally {
+      other.close();
+    }
+  }
 });
 
 test('SEARCH and UID SEARCH: flags, sizes, dates, headers, text, sets, OR/NOT', async () => {

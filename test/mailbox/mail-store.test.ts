@@ -3,7 +3,8 @@
  * SUMMARY: the UserMailbox/MailStore API of mailbox/maildir.ts on real directories: folders
  * (create, delete, rename with children, INBOX rename, names), subscriptions (written as
  * Courier/Dovecot read them, Dovecot 2.3's v2 file read), open() snapshots with \Recent
- * claimed once and new/ moved to cur/, read() byte-exact in CRLF form, setFlags (file-name
+ * claimed once and new/ moved to cur/, read() byte-exact in CRLF form, readMany() (whole and
+ * header-only, through renames and expunges by this and another process), setFlags (file-name
  * letters as mutt and Python's mailbox read them, keywords in the index, letters we do not
  * manage kept), expunge (only \Deleted, limited by UIDs), append (flags, internal date),
  * copy (hard link) and move (rename) with UIDPLUS pairs, change events with their origin,
@@ -362,6 +363,46 @@ describe('UserMailbox messages', () => {
       // Another process sets a keyword: no file changes, only its index commit.
       await other.mailbox('alice').setFlags('INBOX', [2], ['Work'], 'add');
       assert.deepEqual((await ok(box.open('INBOX'))).messages.map((m) => m.flags), [['\\Seen'], ['Work']]);
+    } finally {
+      other.close();
+      store.close();
+    }
+  });
+
+  it('readMany: the same bytes as read(), header prefixes, and stale locations after renames by us and by others', async () => {
+    const { store, box, root, data } = fresh();
+    const other = new MaildirStore(data);
+    try {
+      const big = Buffer.concat([Buffer.from('From: b@example.org\r\nSubject: big\r\n\r\n'), Buffer.alloc(300_000, 'x\r\n')]);
+      const headerless = Buffer.from('no header line at all\r\n');
+      const longHeader = Buffer.from(`X-Long: ${'y'.repeat(20_000)}\r\nSubject: h\r\n\r\nbody\r\n`);
+      for (const m of [msg(1), big, headerless, longHeader, msg(5)]) await store.deliver('alice', m);
+      await ok(box.open('INBOX', { claimRecent: true }));
+      const uids = [1, 2, 3, 4, 5, 99];
+      const whole = await Promise.all(uids.map((u) => box.read('INBOX', u)));
+      assert.deepEqual(await box.readMany('INBOX', uids), whole);
+      const heads = await box.readMany('INBOX', uids, 'header');
+      assert.deepEqual(heads.map((h) => h?.toString('latin1')), [
+        'From: a@example.org\r\nSubject: message 1\r\n\r\n',
+        'From: b@example.org\r\nSubject: big\r\n\r\n',
+        'no header line at all\r\n',
+        `X-Long: ${'y'.repeat(20_000)}\r\nSubject: h\r\n\r\n`,
+        'From: a@example.org\r\nSubject: message 5\r\n\r\n',
+        undefined,
+      ]);
+      // Our own flag change renames the files; another process's rename and expunge too.
+      await box.setFlags('INBOX', [1, 2], ['\\Seen'], 'add');
+      const f5 = (await files(root, 'cur')).find((f) => f.includes(',') && !f.endsWith('S'))!;
+      assert.ok(f5);
+      await other.mailbox('alice').setFlags('INBOX', [3, 4, 5], ['\\Flagged'], 'add');
+      await other.mailbox('alice').setFlags('INBOX', [4], ['\\Deleted'], 'add');
+      assert.deepEqual(await other.mailbox('alice').expunge('INBOX'), [4]);
+      assert.deepEqual(await box.readMany('INBOX', uids), [whole[0], whole[1], whole[2], null, whole[4], null]);
+      // Removed behind the index's back: found missing, not served from a stale path.
+      const cur = await files(root, 'cur');
+      await rm(join(root, 'cur', cur.find((f) => f.startsWith(cur[0]!.split(':')[0]!))!));
+      const after = await box.readMany('INBOX', [1, 2, 3, 5]);
+      assert.equal(after.filter((b) => b === null).length, 1);
     } finally {
       other.close();
       store.close();
