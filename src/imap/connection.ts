@@ -20,10 +20,13 @@ import { atom, compileContinuation, compileFetch, compileStatus, compileTagged, 
 import { checkCommand, type Completion, type ImapContext, type ImapSession, type ImapState } from './command-table.js';
 import { SERVER_BUG } from './commands/completion.js';
 
-/** One message as the session knows it. */
+/**
+ * One message as the session knows it: the store's own MessageInfo object, shared with every
+ * other session that opened the same snapshot, so it is never changed (see MailboxView).
+ */
 export interface ViewMessage {
   readonly uid: number;
-  flags: readonly string[];
+  readonly flags: readonly string[];
   readonly size: number;
   readonly internalDate: number;
 }
@@ -35,7 +38,9 @@ export const SYSTEM_FLAG_LIST = ['\\Answered', '\\Flagged', '\\Deleted', '\\Seen
  * This session's picture of the selected folder. Sequence numbers are positions in
  * `messages`; a message another session expunged stays there (listed in `gone`) until the
  * session may announce the EXPUNGE, so the client's numbering never shifts under it
- * (RFC 3501 7.4.1).
+ * (RFC 3501 7.4.1). SELECT of a large quiet folder must not cost a copy per message: the
+ * view starts on the snapshot's own array and copies it only when it first adds or removes
+ * a message; flag changes go to `flagOverrides`, never into the shared message objects.
  */
 export class MailboxView {
   readonly folder: string;
@@ -44,7 +49,13 @@ export class MailboxView {
   uidNext: number;
   /** A change event said new messages (or a folder change) arrived: reopen at the next sync point. */
   dirty = false;
-  private readonly messages: ViewMessage[] = [];
+  private messages: readonly ViewMessage[];
+  /** Whether `messages` is this view's own array (else the snapshot's, shared). */
+  private ownsMessages = false;
+  /** Flags that differ from the shared message object's, by UID. */
+  private readonly flagOverrides = new Map<number, readonly string[]>();
+  /** The snapshot's first-unseen sequence number, while nothing has changed since. */
+  private knownFirstUnseen: number | undefined;
   private readonly recent = new Set<number>();
   private readonly gone = new Set<number>();
   private readonly flagChanges = new Set<number>();
@@ -59,10 +70,10 @@ export class MailboxView {
     this.uidValidity = snapshot.uidValidity;
     this.uidNext = snapshot.uidNext;
     this.keywords = new Set(snapshot.keywords);
-    for (const m of snapshot.messages) {
-      this.messages.push({ uid: m.uid, flags: m.flags, size: m.size, internalDate: m.internalDate });
-      if (m.recent) this.recent.add(m.uid);
-    }
+    this.messages = snapshot.messages;
+    this.knownFirstUnseen = snapshot.firstUnseen;
+    // \Recent messages are the newest ones (UID >= the folder's first recent UID): a suffix.
+    for (let i = snapshot.messages.length - 1; i >= 0 && snapshot.messages[i]!.recent; i--) this.recent.add(snapshot.messages[i]!.uid);
     this.announcedExists = this.messages.length;
   }
 
@@ -75,7 +86,7 @@ export class MailboxView {
     return this.recent.size;
   }
 
-  /** Sequence number SEQ (1-based), or undefined. */
+  /** Sequence number SEQ (1-based), or undefined. Its `flags` may be stale: use flagsOf()/storedFlags(). */
   at(seq: number): ViewMessage | undefined {
     return this.messages[seq - 1];
   }
@@ -113,9 +124,15 @@ export class MailboxView {
     return this.recent.has(uid);
   }
 
+  /** The flags of M as this session knows them now (without \Recent). */
+  storedFlags(m: ViewMessage): readonly string[] {
+    return this.flagOverrides.get(m.uid) ?? m.flags;
+  }
+
   /** The flags FETCH FLAGS shows: the stored ones, plus \Recent when this session has it. */
   flagsOf(m: ViewMessage): string[] {
-    return this.recent.has(m.uid) ? [...m.flags, '\\Recent'] : [...m.flags];
+    const flags = this.storedFlags(m);
+    return this.recent.has(m.uid) ? [...flags, '\\Recent'] : [...flags];
   }
 
   /** FLAGS: the system flags and every keyword in use. */
@@ -130,8 +147,26 @@ export class MailboxView {
 
   /** The sequence number of the first message without \Seen, or 0. */
   firstUnseen(): number {
-    const i = this.messages.findIndex((m) => !m.flags.includes('\\Seen'));
+    if (this.knownFirstUnseen !== undefined) return this.knownFirstUnseen;
+    const i = this.messages.findIndex((m) => !this.storedFlags(m).includes('\\Seen'));
     return i + 1;
+  }
+
+  /** The messages array, made this view's own first (the snapshot's is shared). */
+  private ownMessages(): ViewMessage[] {
+    if (!this.ownsMessages) {
+      this.messages = this.messages.slice();
+      this.ownsMessages = true;
+    }
+    this.knownFirstUnseen = undefined;
+    return this.messages as ViewMessage[];
+  }
+
+  /** Record that M's flags are FLAGS now. */
+  private setFlags(m: ViewMessage, flags: readonly string[]): void {
+    this.knownFirstUnseen = undefined;
+    if (sameFlags(flags, m.flags)) this.flagOverrides.delete(m.uid);
+    else this.flagOverrides.set(m.uid, flags);
   }
 
   /**
@@ -144,23 +179,29 @@ export class MailboxView {
     this.dirty = false;
     this.uidNext = snapshot.uidNext;
     for (const k of snapshot.keywords) this.addKeyword(k);
-    const fresh = new Map(snapshot.messages.map((m) => [m.uid, m]));
+    // The same array as ours: nothing changed (a quiet folder's snapshot is reused).
+    if (snapshot.messages === this.messages && this.flagOverrides.size === 0) return 'ok';
+    const fresh = snapshot.messages;
     const last = this.messages.length > 0 ? this.messages[this.messages.length - 1]!.uid : 0;
+    // Both lists ascend by UID: one merge walk, no map of 10,000 entries.
+    let j = 0;
     for (const m of this.messages) {
-      const now = fresh.get(m.uid);
+      while (j < fresh.length && fresh[j]!.uid < m.uid) j++;
+      const now = j < fresh.length && fresh[j]!.uid === m.uid ? fresh[j] : undefined;
       if (!now) {
         this.gone.add(m.uid);
         continue;
       }
-      if (!sameFlags(now.flags, m.flags)) {
-        m.flags = now.flags;
+      if (!sameFlags(now.flags, this.storedFlags(m))) {
+        this.setFlags(m, now.flags);
         if (!this.gone.has(m.uid)) this.flagChanges.add(m.uid);
       }
     }
-    for (const m of snapshot.messages) {
+    for (; j < fresh.length; j++) {
+      const m = fresh[j]!;
       // UIDs only grow (2.3.1.1): whatever is above the last one known is new.
       if (m.uid <= last) continue;
-      this.messages.push({ uid: m.uid, flags: m.flags, size: m.size, internalDate: m.internalDate });
+      this.ownMessages().push(m);
       if (m.recent) this.recent.add(m.uid);
       for (const f of m.flags) if (!f.startsWith('\\')) this.addKeyword(f);
     }
@@ -176,8 +217,8 @@ export class MailboxView {
   noteFlags(updates: readonly FlagUpdate[]): void {
     for (const u of updates) {
       const m = this.byUid(u.uid);
-      if (!m || this.gone.has(u.uid) || sameFlags(m.flags, u.flags)) continue;
-      m.flags = u.flags;
+      if (!m || this.gone.has(u.uid) || sameFlags(this.storedFlags(m), u.flags)) continue;
+      this.setFlags(m, u.flags);
       this.flagChanges.add(u.uid);
       for (const f of u.flags) if (!f.startsWith('\\')) this.addKeyword(f);
     }
@@ -188,7 +229,7 @@ export class MailboxView {
     for (const u of updates) {
       const m = this.byUid(u.uid);
       if (!m) continue;
-      m.flags = u.flags;
+      this.setFlags(m, u.flags);
       this.flagChanges.delete(u.uid);
       for (const f of u.flags) if (!f.startsWith('\\')) this.addKeyword(f);
     }
@@ -207,9 +248,11 @@ export class MailboxView {
     seqs.sort((a, b) => a - b);
     const out: Buffer[] = [];
     for (let i = 0; i < seqs.length; i++) out.push(compileUntagged([seqs[i]! - i, atom('EXPUNGE')]));
+    const messages = seqs.length > 0 ? this.ownMessages() : [];
     for (let i = seqs.length - 1; i >= 0; i--) {
-      const [m] = this.messages.splice(seqs[i]! - 1, 1);
+      const [m] = messages.splice(seqs[i]! - 1, 1);
       if (!m) continue;
+      this.flagOverrides.delete(m.uid);
       this.gone.delete(m.uid);
       this.recent.delete(m.uid);
       this.flagChanges.delete(m.uid);

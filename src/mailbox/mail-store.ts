@@ -61,7 +61,11 @@ export interface MessageInfo {
   readonly recent: boolean;
 }
 
-/** What SELECT/EXAMINE and POP3's login need; `open()` syncs the folder with disk first. */
+/**
+ * What SELECT/EXAMINE and POP3's login need; `open()` syncs the folder with disk first.
+ * A store may hand the same `messages` array (and MessageInfo objects) to every open() of
+ * an unchanged folder: callers must treat them as immutable.
+ */
 export interface FolderSnapshot {
   readonly folder: string;
   readonly uidValidity: number;
@@ -70,6 +74,8 @@ export interface FolderSnapshot {
   readonly messages: readonly MessageInfo[];
   /** Keywords in use in the folder (for the FLAGS and PERMANENTFLAGS responses). */
   readonly keywords: readonly string[];
+  /** The sequence number of the first message without \\Seen (0: none), when the store knows it. */
+  readonly firstUnseen?: number;
 }
 
 export interface OpenOptions {

@@ -3,7 +3,7 @@
  * SUMMARY: the per-user index of a Maildir that POP3 and IMAP build on: for each folder its
  * UIDVALIDITY and UIDNEXT, and for each message its UID, file name, size, CRLF size,
  * internal date, Maildir flags and IMAP keywords, and the folder's first \Recent UID.
- * Exports MailboxIndex (open, status, add, addMany, messages, message, sync, relocate,
+ * Exports MailboxIndex (open, status, uidNext, add, addMany, messages, message, sync, relocate,
  * setKeywords, remove, claimRecent, renameFolder, reset, folders, close) and the record
  * types. One SQLite file per user (better-sqlite3,
  * WAL), next to the Maildir, so the CLI, the gateway and a second gateway process can share
@@ -241,6 +241,11 @@ export class MailboxIndex {
         firstRecentUid: f.first_recent,
       };
     });
+  }
+
+  /** UIDNEXT of FOLDER (created on first use): status() without counting the messages. */
+  uidNext(folder: string): number {
+    return this.run('read folder status', () => (this.stmts.folder.get(folder) ?? this.db.transaction(() => this.ensureFolder(folder)).immediate()).uidnext);
   }
 
   /**

@@ -264,6 +264,18 @@ export function parseSubscriptions(text: string): string[] {
   return out;
 }
 
+/** The message entries of a listing of new/ and cur/ (one per unique name; cur/ wins). */
+function entriesOf(names: { readonly new: readonly string[]; readonly cur: readonly string[] }): MessageEntry[] {
+  const byName = new Map<string, MessageEntry>();
+  for (const sub of ['new', 'cur'] as const) {
+    for (const f of names[sub]) {
+      const e = parseMessageFileName(sub, f);
+      if (e) byName.set(e.name, e);
+    }
+  }
+  return [...byName.values()];
+}
+
 function nonexistent(folder: string): Nonexistent {
   return { kind: 'nonexistent', folder };
 }
@@ -314,13 +326,54 @@ const DEFAULT_MAX_OPEN_INDEXES = 64;
 const NO_LINK = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EXDEV', 'EMLINK']);
 
 /** One user's Maildir (the root is INBOX). */
-/** What syncFolder() remembers of a folder's last full sync. */
+/**
+ * What syncFolder() remembers of a folder: the index's rows as this process last knew them
+ * exactly (after a sync, or after a change it made itself and applied to them).
+ */
 interface SyncedFolder {
-  /** dirStamp() taken before that listing. */
-  readonly stamp: string;
-  /** The index's dataVersion() after it. */
+  /**
+   * dirStamp() taken before the listing that confirmed ROWS; null when ROWS come from this
+   * process's own change, which no listing has confirmed yet (another tool may have changed
+   * the directory in the same mtime tick).
+   */
+  readonly stamp: string | null;
+  /** The index's dataVersion() when ROWS were read or patched. */
   readonly version: number;
   readonly rows: IndexedMessage[];
+}
+
+/**
+ * What open() and status() derive from a folder's rows, kept while the rows (the same
+ * array) and the index's dataVersion() are unchanged: SELECT of a quiet folder then hands
+ * every session the same MessageInfo array, with no per-SELECT copy and no SQLite query.
+ */
+interface OpenedFolder {
+  readonly rows: readonly IndexedMessage[];
+  readonly version: number;
+  readonly uidValidity: number;
+  readonly uidNext: number;
+  /** The index's first_recent; this process's claimRecent() moves it (and updates it here). */
+  firstRecent: number;
+  /** MessageInfo of every row, none \Recent (open() copies the recent suffix). */
+  readonly messages: readonly MessageInfo[];
+  readonly keywords: readonly string[];
+  readonly unseen: number;
+  /** Sequence number of the first message without \Seen, 0 for none. */
+  readonly firstUnseen: number;
+  /** Rows whose file is still in new/ (a claiming open moves them). */
+  readonly inNew: number;
+}
+
+/** The position of UID in ROWS (ascending UIDs), or the position it would take. */
+function uidPosition(rows: ReadonlyArray<{ readonly uid: number }>, uid: number): number {
+  let lo = 0;
+  let hi = rows.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (rows[mid]!.uid < uid) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /**
@@ -372,6 +425,10 @@ export class Maildir implements UserMailbox {
   private readonly located = new Map<string, Located>();
   /** open()'s IMAP flags per index row: a quiet folder's rows are the same objects from SELECT to SELECT. */
   private readonly flagsOfRow = new WeakMap<IndexedMessage, readonly string[]>();
+  /** Per folder: open()'s snapshot of its current rows (see OpenedFolder). */
+  private readonly opened = new Map<string, OpenedFolder>();
+  /** The file names of a rows array by subdirectory, for listAndSync()'s quick comparison. */
+  private readonly filesOfRows = new WeakMap<readonly IndexedMessage[], { new: Set<string>; cur: Set<string> }>();
   /** readMany()'s file buffer, reused from message to message. */
   private readBuffer = Buffer.allocUnsafeSlow(64 * 1024);
 
@@ -462,23 +519,23 @@ export class Maildir implements UserMailbox {
 
   /** The message files of FOLDER as its new/ and cur/ show them now (no stat). */
   async list(folder: string = INBOX): Promise<MessageEntry[]> {
+    return entriesOf(await this.readNames(folder));
+  }
+
+  /** The raw names in FOLDER's new/ and cur/ (a missing one lists as empty). */
+  private async readNames(folder: string): Promise<{ new: string[]; cur: string[] }> {
     const dir = this.folderPath(folder);
-    const byName = new Map<string, MessageEntry>();
+    const out = { new: [] as string[], cur: [] as string[] };
     // new/ before cur/: a message moved from new/ to cur/ meanwhile is seen in one of them.
     for (const sub of ['new', 'cur'] as const) {
-      let files: string[];
       try {
-        files = await readdir(join(dir, sub));
+        out[sub] = await readdir(join(dir, sub));
       } catch (err) {
         if (fsErrorCode(err) === 'ENOENT') continue;
         throw ioError('read maildir', join(dir, sub), err);
       }
-      for (const f of files) {
-        const e = parseMessageFileName(sub, f);
-        if (e) byName.set(e.name, e);
-      }
     }
-    return [...byName.values()];
+    return out;
   }
 
   /**
@@ -561,9 +618,13 @@ export class Maildir implements UserMailbox {
       return { result: { added: 0, removed: 0, updated: 0 }, rows: cached.rows };
     }
     this.synced.delete(key);
-    const out = await this.listAndSync(key);
+    // Rows still exactly the index's (no other writer since): the listing is compared with
+    // them, without reading 10,000 rows back from SQLite.
+    const out = await this.listAndSync(key, cached && cached.version === version ? cached.rows : null);
     const after = index.dataVersion();
-    if (stamp !== null) this.synced.set(key, { stamp, version: after, rows: out.rows });
+    // VERSION was read before the listing: a commit by another writer meanwhile shows as a
+    // change at the next sync. A null stamp is never a hit, but the rows are still exact.
+    this.synced.set(key, { stamp, version, rows: out.rows });
     this.locate(key, after, out.rows);
     return out;
   }
@@ -599,9 +660,34 @@ export class Maildir implements UserMailbox {
     if (key === undefined) {
       this.synced.clear();
       this.located.clear();
+      this.opened.clear();
     } else {
       this.synced.delete(key);
+      this.opened.delete(key);
     }
+  }
+
+  /**
+   * This process changed the rows of KEY in the index by UPDATES (a flag change, new/ ->
+   * cur/), starting from BASE, the rows it knew exactly before: remember the result, so that
+   * the next sync only compares a listing with it. A UID not in BASE leaves nothing known.
+   */
+  private patched(key: string, base: SyncedFolder | null, updates: readonly MessageUpdate[]): void {
+    if (base === null) return;
+    const rows = base.rows.slice();
+    for (const u of updates) {
+      const i = uidPosition(rows, u.uid);
+      const r = rows[i];
+      if (r === undefined || r.uid !== u.uid) return;
+      rows[i] = { ...r, ...u.entry, ...(u.keywords === undefined ? {} : { keywords: u.keywords }) };
+    }
+    this.synced.set(key, { stamp: null, version: base.version, rows });
+  }
+
+  /** What syncFolder() remembers of KEY when its rows are still exactly the index's, or null. */
+  private knownRows(key: string): SyncedFolder | null {
+    const s = this.synced.get(key);
+    return s && s.version === this.index().dataVersion() ? s : null;
   }
 
   /** Remember ROWS as where KEY's files are (see Located). */
@@ -632,11 +718,13 @@ export class Maildir implements UserMailbox {
     }
   }
 
-  private async listAndSync(key: string): Promise<{ result: SyncResult; rows: IndexedMessage[] }> {
+  private async listAndSync(key: string, knownRows: IndexedMessage[] | null = null): Promise<{ result: SyncResult; rows: IndexedMessage[] }> {
     const index = this.index();
-    const mark = index.status(key).uidNext;
-    let present = await this.list(key);
-    const rows = index.messages(key);
+    const mark = index.uidNext(key);
+    const names = await this.readNames(key);
+    if (knownRows !== null && this.sameFiles(knownRows, names)) return { result: { added: 0, removed: 0, updated: 0 }, rows: knownRows };
+    let present = entriesOf(names);
+    const rows = knownRows ?? index.messages(key);
     const known = new Map(rows.map((m) => [m.name, m]));
     const listed = new Set(present.map((e) => e.name));
     // readdir() may miss a file that is renamed while it runs (new/ -> cur/, a flag change):
@@ -663,6 +751,27 @@ export class Maildir implements UserMailbox {
     }
     const result = index.sync(key, present, added, { removeBelowUid: mark });
     return { result, rows: index.messages(key) };
+  }
+
+  /** Whether NAMES (a listing of new/ and cur/) are exactly the files of ROWS. */
+  private sameFiles(rows: readonly IndexedMessage[], names: { new: string[]; cur: string[] }): boolean {
+    let files = this.filesOfRows.get(rows);
+    if (!files) {
+      files = { new: new Set(), cur: new Set() };
+      for (const r of rows) files[r.dir].add(r.file);
+      this.filesOfRows.set(rows, files);
+    }
+    let n = 0;
+    for (const sub of ['new', 'cur'] as const) {
+      const set = files[sub];
+      for (const f of names[sub]) {
+        // Dot files are other tools' temporaries, not messages (parseMessageFileName).
+        if (f.startsWith('.')) continue;
+        if (!set.has(f)) return false;
+        n++;
+      }
+    }
+    return n === rows.length;
   }
 
   /** sync() every folder on disk; folders the index knows but the disk lost are forgotten. */
@@ -861,29 +970,86 @@ export class Maildir implements UserMailbox {
       if (!(await this.folderExists(key))) return nonexistent(key);
       await this.ensure(key);
       let rows = (await this.syncFolder(key)).rows;
-      const index = this.index();
-      let firstRecent: number;
-      if (options.claimRecent) {
-        rows = await this.moveNewToCur(key, rows);
-        const last = rows.length === 0 ? 0 : rows[rows.length - 1]!.uid;
-        firstRecent = index.claimRecent(key, last + 1);
-      } else {
-        firstRecent = index.status(key).firstRecentUid;
-      }
-      const st = index.status(key);
-      const keywords = new Set<string>();
-      const messages: MessageInfo[] = rows.map((r) => {
-        let flags = this.flagsOfRow.get(r);
-        if (!flags) {
-          flags = imapFlags(r.flags, r.keywords);
-          this.flagsOfRow.set(r, flags);
+      let c = this.openedFolder(key, rows);
+      if (options.claimRecent && (c === null || c.inNew > 0)) {
+        const moved = await this.moveNewToCur(key, rows);
+        if (moved !== rows) {
+          rows = moved;
+          c = null;
         }
-        if (r.keywords !== '') for (const k of r.keywords.split(' ')) keywords.add(k);
-        if (r.flags.includes('P')) keywords.add('$Forwarded');
-        return { uid: r.uid, flags, size: r.vsize, internalDate: r.internalDate, recent: r.uid >= firstRecent };
-      });
-      return { kind: 'ok', folder: key, uidValidity: st.uidValidity, uidNext: st.uidNext, messages, keywords: [...keywords] };
+      }
+      c ??= this.describeFolder(key, rows);
+      let firstRecent = c.firstRecent;
+      if (options.claimRecent) {
+        const upTo = (rows.length === 0 ? 0 : rows[rows.length - 1]!.uid) + 1;
+        // Nothing to claim (the usual SELECT): no write transaction.
+        if (c.firstRecent < upTo) {
+          firstRecent = this.index().claimRecent(key, upTo);
+          c.firstRecent = Math.max(firstRecent, Math.min(upTo, c.uidNext));
+        }
+      }
+      let messages = c.messages;
+      const from = uidPosition(messages, firstRecent);
+      if (from < messages.length) messages = [...messages.slice(0, from), ...messages.slice(from).map((m) => ({ ...m, recent: true }))];
+      return {
+        kind: 'ok',
+        folder: key,
+        uidValidity: c.uidValidity,
+        uidNext: c.uidNext,
+        messages,
+        keywords: c.keywords,
+        firstUnseen: c.firstUnseen,
+      };
     });
+  }
+
+  /** open()'s snapshot of KEY when ROWS are still the rows it was made from, else null. */
+  private openedFolder(key: string, rows: readonly IndexedMessage[]): OpenedFolder | null {
+    const c = this.opened.get(key);
+    if (!c) return null;
+    if (c.rows === rows && c.version === this.index().dataVersion()) return c;
+    this.opened.delete(key);
+    return null;
+  }
+
+  /** Build (and keep) open()'s snapshot of KEY from its current ROWS. */
+  private describeFolder(key: string, rows: readonly IndexedMessage[]): OpenedFolder {
+    const index = this.index();
+    const version = index.dataVersion();
+    const st = index.status(key);
+    const keywords = new Set<string>();
+    let unseen = 0;
+    let firstUnseen = 0;
+    let inNew = 0;
+    const messages: MessageInfo[] = rows.map((r, i) => {
+      let flags = this.flagsOfRow.get(r);
+      if (!flags) {
+        flags = imapFlags(r.flags, r.keywords);
+        this.flagsOfRow.set(r, flags);
+      }
+      if (r.keywords !== '') for (const k of r.keywords.split(' ')) keywords.add(k);
+      if (r.flags.includes('P')) keywords.add('$Forwarded');
+      if (!r.flags.includes('S')) {
+        unseen++;
+        if (firstUnseen === 0) firstUnseen = i + 1;
+      }
+      if (r.dir === 'new') inNew++;
+      return { uid: r.uid, flags, size: r.vsize, internalDate: r.internalDate, recent: false };
+    });
+    const c: OpenedFolder = {
+      rows,
+      version,
+      uidValidity: st.uidValidity,
+      uidNext: st.uidNext,
+      firstRecent: st.firstRecentUid,
+      messages,
+      keywords: [...keywords],
+      unseen,
+      firstUnseen,
+      inNew,
+    };
+    this.opened.set(key, c);
+    return c;
   }
 
   /**
@@ -911,9 +1077,12 @@ export class Maildir implements UserMailbox {
     // Nothing moved (the usual SELECT): the last listing is still the truth, and the next
     // SELECT can skip reading 10,000 rows back from the index.
     if (updates.length === 0) return rows;
+    const base = this.knownRows(key);
     this.touched(key);
     this.index().update(key, updates);
     this.relocated(key, updates);
+    // The index now holds exactly OUT: the next sync only has to confirm it with a listing.
+    if (base?.rows === rows) this.synced.set(key, { stamp: null, version: base.version, rows: out });
     return out;
   }
 
@@ -924,14 +1093,9 @@ export class Maildir implements UserMailbox {
       if (!(await this.folderExists(key))) return nonexistent(key);
       await this.ensure(key);
       const rows = (await this.syncFolder(key)).rows;
-      const st = this.index().status(key);
-      let recent = 0;
-      let unseen = 0;
-      for (const r of rows) {
-        if (r.uid >= st.firstRecentUid) recent++;
-        if (!r.flags.includes('S')) unseen++;
-      }
-      return { kind: 'ok', folder: key, messages: rows.length, recent, unseen, uidNext: st.uidNext, uidValidity: st.uidValidity };
+      const c = this.openedFolder(key, rows) ?? this.describeFolder(key, rows);
+      const recent = rows.length - uidPosition(rows, c.firstRecent);
+      return { kind: 'ok', folder: key, messages: rows.length, recent, unseen: c.unseen, uidNext: c.uidNext, uidValidity: c.uidValidity };
     });
   }
 
@@ -1063,10 +1227,15 @@ export class Maildir implements UserMailbox {
           if (update.entry !== undefined || update.keywords !== undefined) updates.push(update);
           if (nextLetters !== r.flags || nextKeywords !== r.keywords) changed.push(result);
         }
-        this.touched(key);
-        this.index().update(key, updates);
-        this.relocated(key, updates);
-        updates.length = 0;
+        // A STORE that changes nothing (flags already set) leaves the index and the listing as they were.
+        if (updates.length > 0) {
+          const base = this.knownRows(key);
+          this.touched(key);
+          this.index().update(key, updates);
+          this.relocated(key, updates);
+          this.patched(key, base, updates);
+          updates.length = 0;
+        }
         if (missed.length === 0) break;
         // Renamed by another reader since the last sync: find where they went, once.
         await this.syncFolder(key);

@@ -369,6 +369,55 @@ describe('UserMailbox messages', () => {
     }
   });
 
+  it('hands every open() of a quiet folder the same snapshot; own flag changes are confirmed by a listing, others\' same-tick renames still seen', async () => {
+    const { store, box, root } = fresh();
+    try {
+      for (let i = 1; i <= 4; i++) await store.deliver('alice', msg(i));
+      const first = await ok(box.open('INBOX', { claimRecent: true }));
+      assert.deepEqual(first.messages.map((m) => m.recent), [true, true, true, true]);
+      assert.equal(first.firstUnseen, 1);
+      const old = (Date.now() - 3_600_000) / 1000;
+      const age = async (): Promise<void> => {
+        for (const sub of ['new', 'cur']) await utimes(join(root, sub), old, old);
+      };
+      await age();
+      const a = await ok(box.open('INBOX', { claimRecent: true }));
+      const b = await ok(box.open('INBOX'));
+      // One immutable array for every session while nothing changed; \Recent went to the first SELECT only.
+      assert.equal(a.messages, b.messages);
+      assert.ok(a.messages.every((m) => !m.recent));
+      assert.deepEqual(await ok(box.status('INBOX')), { kind: 'ok', folder: 'INBOX', messages: 4, recent: 0, unseen: 4, uidNext: 5, uidValidity: a.uidValidity });
+      // This process's own change (directories now modified within the last 2 s).
+      await box.setFlags('INBOX', [1, 2], ['\\Seen'], 'add');
+      const c = await ok(box.open('INBOX'));
+      assert.notEqual(c.messages, a.messages);
+      assert.deepEqual(c.messages.map((m) => m.flags), [['\\Seen'], ['\\Seen'], [], []]);
+      assert.equal(c.firstUnseen, 3);
+      assert.deepEqual(a.messages.map((m) => m.flags), [[], [], [], []], 'a snapshot already handed out never changes');
+      // mutt renames a file right after our change, very likely in the same mtime tick.
+      await box.setFlags('INBOX', [3], ['\\Flagged'], 'add');
+      const f4 = (await files(root, 'cur')).find((f) => !f.includes(':2,S') && !f.includes(':2,F'))!;
+      await rename(join(root, 'cur', f4), join(root, 'cur', `${f4.split(':')[0]}:2,T`));
+      assert.deepEqual((await ok(box.open('INBOX'))).messages.map((m) => m.flags), [['\\Seen'], ['\\Seen'], ['\\Flagged'], ['\\Deleted']]);
+      // Own change, then the directories age past the window: one listing confirms, then reused.
+      await box.setFlags('INBOX', [4], ['\\Deleted'], 'remove');
+      await age();
+      const d = await ok(box.open('INBOX'));
+      assert.deepEqual(d.messages.map((m) => m.flags), [['\\Seen'], ['\\Seen'], ['\\Flagged'], []]);
+      assert.equal((await ok(box.open('INBOX'))).messages, d.messages);
+      const f1 = (await files(root, 'cur')).find((f) => f.endsWith(':2,S'))!;
+      await rename(join(root, 'cur', f1), join(root, 'cur', `${f1.split(':')[0]}:2,RS`));
+      assert.deepEqual((await ok(box.open('INBOX'))).messages.map((m) => m.flags).filter((f) => f.includes('\\Answered')).length, 1);
+      // A delivery is a change: the next open has it, \Recent for a claiming session only.
+      await store.deliver('alice', msg(5));
+      const e = await ok(box.open('INBOX', { claimRecent: true }));
+      assert.deepEqual(e.messages.map((m) => [m.uid, m.recent]), [[1, false], [2, false], [3, false], [4, false], [5, true]]);
+      assert.ok((await ok(box.open('INBOX'))).messages.every((m) => !m.recent));
+    } finally {
+      store.close();
+    }
+  });
+
   it('readMany: the same bytes as read(), header prefixes, and stale locations after renames by us and by others', async () => {
     const { store, box, root, data } = fresh();
     const other = new MaildirStore(data);

@@ -177,7 +177,7 @@ async function fetch(s: ImapSession, cmd: ImapCommand, byUid: boolean): Promise<
   // \Seen is set before anything is sent, so each response already shows it (RFC 3501 6.4.5).
   const seenNow = new Set<number>();
   if (!view.readOnly && items.some((i) => i.kind === 'section' && i.setsSeen)) {
-    const unseen = targets.filter((t) => !view.isGone(t.message.uid) && !t.message.flags.includes('\\Seen')).map((t) => t.message.uid);
+    const unseen = targets.filter((t) => !view.isGone(t.message.uid) && !view.storedFlags(t.message).includes('\\Seen')).map((t) => t.message.uid);
     if (unseen.length > 0) {
       const updates = await s.mailbox.setFlags(folder, unseen, ['\\Seen'], 'add', s.origin);
       view.applyOwnFlags(updates);
