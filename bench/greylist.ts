@@ -4,7 +4,9 @@
  * one run. (1) Policy lookups/s over the Postfix policy protocol at concurrency 1 and 20,
  * same client (bench/lib/policy-load.ts), same requests, for triplets that have already
  * passed and for new triplets, against greygate's policy service and against postgrey
- * started here with --delay=1; the greygate/postgrey ratio is printed (target >= 20x).
+ * started here with --delay=1; the greygate/postgrey ratio is printed (target >= 20x), and
+ * the ceiling: the same client against a server that does no work (policy-load.ts
+ * CeilingServer), with greygate's rate as a share of it.
  * (2) SMTP msgs/s with greylisting on, for a passed triplet (primed first: 450, wait, 250):
  * greygate's smtpd with check_greylist; and, with Postfix, a private Postfix asking postgrey,
  * and the same Postfix setup asking greygate's policy service.
@@ -30,7 +32,7 @@ import { installExitHandlers, onExit } from './lib/exit-cleanup.js';
 import { GreygateRunner } from './lib/greygate-runner.js';
 import { freeLoopbackPorts } from './lib/net.js';
 import { PolicydStandalone } from './lib/policyd-standalone.js';
-import { postfixRequest, runPolicyLoad, waitForPolicyService, type PolicyLoadResult } from './lib/policy-load.js';
+import { CeilingServer, postfixRequest, runPolicyLoad, waitForPolicyService, type PolicyLoadResult } from './lib/policy-load.js';
 import { PostfixPeer } from './lib/postfix-peer.js';
 import { POSTGREY_HINT, PostgreyPeer } from './lib/postgrey-peer.js';
 import { sendProbe } from './lib/smtp-probe.js';
@@ -155,7 +157,7 @@ async function primeTriplets(s: LookupServer, n: number): Promise<void> {
   if (r.requests !== n) throw new BenchError(`${s.label}: priming answered ${r.requests} of ${n}`);
 }
 
-async function measureLookups(s: LookupServer, workload: Workload, c: number, seconds: number, run: string, passed: readonly string[]): Promise<PolicyLoadResult> {
+async function measureLookups(s: LookupServer, workload: Workload, c: number, seconds: number, run: string, passed: readonly Buffer[]): Promise<PolicyLoadResult> {
   if (workload === 'passed') {
     return runPolicyLoad({ port: s.port, connections: c, seconds, request: (i) => passed[i % passed.length]!, expect: PASSED, label: `${s.label} passed triplets c=${c}` });
   }
@@ -212,7 +214,7 @@ function gatewayServesPolicy(): boolean {
 
 interface Cell {
   readonly kind: 'lookup' | 'smtp';
-  readonly workload: Workload | 'smtp';
+  readonly workload: Workload | 'smtp' | 'ceiling';
   readonly concurrency: number;
   readonly target: string;
   readonly rates: number[];
@@ -260,16 +262,19 @@ async function main(): Promise<void> {
     }
     const pg = await PostgreyPeer.start({ dbdir: join(root, 'postgrey'), port: pgPort, delay: 1 });
     stops.push(() => pg.stop());
+    const ceiling = await CeilingServer.start();
+    stops.push(() => ceiling.stop());
 
     const versions = [pg.version];
     log(`bench:greylist: ${describeEnvironment(versions)}`);
-    log(`  temp dir ${root}${opts.keep ? ' (kept)' : ''}; greygate smtpd ${ggSmtp}, policy service ${ggPolicy} (${inGateway ? 'in the gateway' : 'standalone process: this build\'s gateway does not start it'}), postgrey ${pgPort}`);
+    log(`  temp dir ${root}${opts.keep ? ' (kept)' : ''}; greygate smtpd ${ggSmtp}, policy service ${ggPolicy} (${inGateway ? 'in the gateway' : 'standalone process: this build\'s gateway does not start it'}), postgrey ${pgPort}, ceiling server ${ceiling.port}`);
 
     const servers: LookupServer[] = [
       { key: 'greygate', label: 'greygate', port: ggPolicy },
       { key: 'postgrey', label: pg.version, port: pgPort },
     ];
-    const passed = Array.from({ length: opts.triplets }, (_, i) => passedRequest(i, `m.${i}`));
+    // Encoded once: the client's own work per request stays small next to the servers'.
+    const passed = Array.from({ length: opts.triplets }, (_, i) => Buffer.from(passedRequest(i, `m.${i}`), 'latin1'));
     for (const s of servers) await primeTriplets(s, opts.triplets);
     log(`  primed ${opts.triplets} passed triplets on each (first attempt, ${PRIME_WAIT_MS} ms, first pass)`);
     // Warm-up outside the measurement (JIT, page cache, database pages).
@@ -281,6 +286,16 @@ async function main(): Promise<void> {
 
     const cells: Cell[] = [];
     let runSeq = 0;
+    // The ceiling: the same client and requests against a server that does no work at all.
+    for (const c of opts.concurrencies) {
+      const cell: Cell = { kind: 'lookup', workload: 'ceiling', concurrency: c, target: 'ceiling', rates: [] };
+      cells.push(cell);
+      for (let r = 0; r < opts.runs; r++) {
+        const res = await runPolicyLoad({ port: ceiling.port, connections: c, seconds: opts.seconds, request: (i) => passed[i % passed.length]!, expect: PASSED, label: `ceiling server c=${c}` });
+        cell.rates.push(res.rate);
+        log(`  ceiling c=${String(c).padEnd(3)} run ${r + 1}/${opts.runs}  ${'no-work server'.padEnd(14)} ${String(res.requests).padStart(7)} lookups in ${res.seconds.toFixed(2)} s = ${formatRate(res.rate).padStart(7)}/s`);
+      }
+    }
     for (const workload of ['passed', 'new'] as const) {
       for (const c of opts.concurrencies) {
         const row = servers.map((s) => {
@@ -383,6 +398,17 @@ async function main(): Promise<void> {
       }
     }
     out.push(renderTable(headers, rows), '');
+    out.push(
+      'The ceiling: the same client and requests against a server in its own process that answers DUNNO',
+      'to every request without reading it (node:net, no other work), and greygate\'s rate as a share of it.',
+      '',
+    );
+    const ceilingRows = opts.concurrencies.map((c) => {
+      const top = rate('lookup', 'ceiling', c, 'ceiling');
+      const share = (w: Workload): string => `${Math.round((100 * rate('lookup', w, c, 'greygate')) / top)}%`;
+      return [`c=${c}`, formatRate(top), share('passed'), share('new')];
+    });
+    out.push(renderTable(['concurrency', 'no-work server lookups/s', 'greygate passed / ceiling', 'greygate new / ceiling'], ceilingRows), '');
     if (opts.smtp) {
       out.push(
         `### SMTP msgs/s with greylisting on, triplet already passed, median of ${opts.runs}`,

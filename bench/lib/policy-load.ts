@@ -4,18 +4,25 @@
  * C connections, each with one request in flight at a time (as Postfix's smtpd processes
  * use a policy server), the attributes Postfix 3.7 sends at RCPT time, every answer checked.
  * Exports runPolicyLoad(spec) -> PolicyLoadResult {requests, seconds, rate},
- * postfixRequest(fields) which writes one request as Postfix does, and
- * waitForPolicyService(port) for a service that is still starting.
+ * postfixRequest(fields) which writes one request as Postfix does,
+ * waitForPolicyService(port) for a service that is still starting, and CeilingServer: a
+ * server in a process of its own that answers DUNNO to every request without reading it
+ * (node:net, no other work), whose rate is what this client and the loopback allow at all
+ * (run as a script, `policy-load.ts --ceiling-server`, it prints its port and serves).
  * A run lasts spec.seconds (or spec.requests requests); the rate is the answers received
  * divided by the wall-clock time from the first request to the last answer.
  * DIAGNOSTICS: an answer that is not the expected action (by prefix), a closed connection,
  * a refused connection or 30 s without any answer is a BenchError naming the request.
  * SEE ALSO: SMTPD_POLICY_README; bench/greylist.ts.
  */
-import { createConnection, type Socket } from 'node:net';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createConnection, createServer, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
 import { BenchError } from './bench-error.js';
+import { onExit } from './exit-cleanup.js';
 import { LOOPBACK } from './net.js';
+import { stopChild } from './stop-child.js';
 
 export interface PolicyFields {
   readonly client: string;
@@ -45,7 +52,7 @@ export interface PolicyLoadSpec {
   readonly seconds?: number;
   /** ... or after this many requests (one of the two). */
   readonly requests?: number;
-  /** The I-th request of the run (I counts across all connections). */
+  /** The I-th request of the run (I counts across all connections); a Buffer is sent as it is. */
   request(i: number): string | Buffer;
   /** Accepted answers: the action must start with one of these. */
   readonly expect: readonly string[];
@@ -133,19 +140,27 @@ export function runPolicyLoad(spec: PolicyLoadSpec): Promise<PolicyLoadResult> {
         current = issued++;
         sock.write(spec.request(current));
       };
-      sock.setEncoding('latin1');
       sock.once('connect', next);
-      sock.on('data', (chunk: string) => {
-        buf += chunk;
+      sock.on('data', (chunk: Buffer) => {
+        // Replies are short and come one per chunk: the common case costs one small string.
+        buf = buf === '' ? chunk.toString('latin1') : buf + chunk.toString('latin1');
+        let from = 0;
         for (;;) {
-          const end = buf.indexOf('\n\n');
-          if (end < 0) return;
-          const reply = buf.slice(0, end);
-          buf = buf.slice(end + 2);
+          const end = buf.indexOf('\n\n', from);
+          if (end < 0) break;
+          const reply = buf.slice(from, end);
+          from = end + 2;
           lastAnswer = performance.now();
           const at = reply.indexOf('action=');
-          const action = at < 0 ? '' : reply.slice(at + 7, reply.indexOf('\n', at) < 0 ? undefined : reply.indexOf('\n', at));
-          const hit = spec.expect.find((e) => action.startsWith(e));
+          const eol = at < 0 ? -1 : reply.indexOf('\n', at);
+          const action = at < 0 ? '' : reply.slice(at + 7, eol < 0 ? undefined : eol);
+          let hit: string | undefined;
+          for (const e of spec.expect) {
+            if (action.startsWith(e)) {
+              hit = e;
+              break;
+            }
+          }
           if (hit === undefined) {
             fail(`request ${current} answered "${action || reply}", expected ${spec.expect.map((e) => `"${e}..."`).join(' or ')}`);
             return;
@@ -154,6 +169,7 @@ export function runPolicyLoad(spec: PolicyLoadSpec): Promise<PolicyLoadResult> {
           done++;
           next();
         }
+        buf = from === buf.length ? '' : buf.slice(from);
       });
       sock.on('error', (e: NodeJS.ErrnoException) => fail(`connection ${c}: ${e.code ?? e.message}`));
       sock.on('close', () => {
@@ -162,3 +178,77 @@ export function runPolicyLoad(spec: PolicyLoadSpec): Promise<PolicyLoadResult> {
     }
   });
 }
+
+/** The ceiling: a policy server that does nothing but answer, in a process of its own. */
+export class CeilingServer {
+  private constructor(
+    readonly port: number,
+    private readonly child: ChildProcess,
+    private readonly disarm: () => void,
+  ) {}
+
+  static async start(): Promise<CeilingServer> {
+    const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--ceiling-server'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const disarm = onExit('ceiling server', () => {
+      child.kill('SIGKILL');
+    });
+    const port = await new Promise<number>((resolve, reject) => {
+      let out = '';
+      const t = setTimeout(() => reject(new BenchError('the ceiling server did not start in 20 s')), 20_000);
+      child.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        const m = /^(\d+)\n/.exec(out);
+        if (m) {
+          clearTimeout(t);
+          resolve(Number(m[1]));
+        }
+      });
+      child.once('exit', (code) => {
+        clearTimeout(t);
+        reject(new BenchError(`the ceiling server exited (status ${code})`));
+      });
+    });
+    return new CeilingServer(port, child, disarm);
+  }
+
+  async stop(): Promise<void> {
+    await stopChild(this.child, 'the ceiling server', 5000);
+    this.disarm();
+  }
+}
+
+const REPLY_DUNNO = Buffer.from('action=DUNNO\n\n');
+
+/** The ceiling server's process: one DUNNO per "\n\n" received, written at once. */
+function serveCeiling(): void {
+  const server = createServer((s) => {
+    s.setNoDelay(true);
+    // The empty line that ends a request may come at the start of the next read.
+    let prevNl = false;
+    s.on('data', (b: Buffer) => {
+      let n = 0;
+      let from = 0;
+      if (prevNl && b[0] === 10) {
+        n++;
+        from = 1;
+      }
+      const t = b.toString('latin1', from);
+      let last = -2;
+      for (let i = t.indexOf('\n\n'); i >= 0; i = t.indexOf('\n\n', i + 2)) {
+        n++;
+        last = i;
+      }
+      prevNl = t.length > 0 && t.charCodeAt(t.length - 1) === 10 && last !== t.length - 2;
+      for (let k = 0; k < n; k++) s.write(REPLY_DUNNO);
+    });
+    s.on('error', () => undefined);
+  });
+  server.listen(0, LOOPBACK, () => {
+    const a = server.address();
+    process.stdout.write(`${typeof a === 'object' && a ? a.port : 0}\n`);
+  });
+  process.once('SIGTERM', () => process.exit(0));
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url) && process.argv[2] === '--ceiling-server') serveCeiling();
+

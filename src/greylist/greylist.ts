@@ -2,9 +2,12 @@
  * @module greylist/greylist
  * SUMMARY: greylisting with postgrey 1.37's decision algorithm (smtpd_access_policy()),
  * plus organisation grouping for big senders. decide(query, context) is the algorithm: pure
- * apart from the injected store and instance memory (the time is the query's `now`).
- * Greylist wraps it with the settings, whitelists and store of one configuration;
- * openGreylist(config) builds one from main.cf (greylist_* parameters).
+ * apart from the injected store and instance memory (the time is the query's `now`);
+ * decideNow() is the same, answered without a promise when the store answers at once (the
+ * write-behind cache's `immediate` operations), so the policy service's hot path never
+ * waits for a microtask. Greylist wraps it with the settings, whitelists and store of one
+ * configuration (check() / checkNow()); openGreylist(config) builds one from main.cf
+ * (greylist_* parameters).
  *
  * The algorithm, in postgrey's order (shared semantics.md 1.2):
  *  1. client whitelist (name entries against the verified client name, then IP entries),
@@ -44,8 +47,8 @@ import { isAbsolute, join } from 'node:path';
 import { ConfigError, StoreError, type Problem } from '../errors.js';
 import type { Config } from '../config/config.js';
 import { clientIp, formatTripletKey, tripletKey, type TripletKey } from './triplet.js';
-import { orgDomain } from './org-domain.js';
-import { failingStore, overlayStore, type AwlRecord, type GreylistStore, type TripletRecord } from './store.js';
+import { orgDomain, type OrgDomain } from './org-domain.js';
+import { failingStore, overlayStore, type AwlRecord, type GreylistStore, type StoreSnapshot, type TripletRecord } from './store.js';
 import { loadWhitelists, type WhitelistHit, type Whitelists } from './whitelist.js';
 import { openSqliteStore, type SqliteStoreOptions } from './sqlite-store.js';
 import { writeBehindStore, type WriteBehindOptions } from './write-behind.js';
@@ -108,6 +111,8 @@ export interface DecideContext {
   readonly store: GreylistStore;
   /** postgrey is_new_instance(): true the first time INSTANCE is seen (undefined: always). */
   newInstance(instance: string | undefined): boolean;
+  /** orgDomain() (org-domain.ts), or a memo of it. */
+  orgDomain?(clientName: string, clientAddress: string): OrgDomain;
 }
 
 const HOUR_MS = 3_600_000;
@@ -146,28 +151,79 @@ function tripletTtl(r: TripletRecord, s: GreylistSettings): number {
   return r.last - r.first >= s.delayMs ? s.maxAgeMs : Math.min(s.maxAgeMs, s.retryWindowMs);
 }
 
+/** A store result, or a Promise of one (stores whose data is in this process answer at once). */
+type Maybe<T> = T | Promise<T>;
+
+/** The store operations decide() runs: the store's `immediate` ones when it has them. */
+interface StoreOps {
+  load(ip: string | null, keys: readonly TripletKey[]): Maybe<StoreSnapshot>;
+  casTriplet(key: TripletKey, expected: TripletRecord | null, next: TripletRecord, ttlMs: number): Maybe<boolean>;
+  casAwl(ip: string, expected: AwlRecord | null, next: AwlRecord, ttlMs: number): Maybe<boolean>;
+}
+
+/**
+ * The algorithm is written once, as a generator that yields each store operation's result
+ * (a value or a Promise) and gets it back resolved: run() drives it without any promise
+ * when every operation answered at once, and asynchronously from the first one that did not.
+ */
+type Steps<T> = Generator<unknown, T, unknown>;
+
+function isPromise(v: unknown): v is Promise<unknown> {
+  return v instanceof Promise;
+}
+
+async function runAsync<T>(g: Steps<T>, pending: Promise<unknown>): Promise<T> {
+  let r: IteratorResult<unknown, T>;
+  try {
+    r = g.next(await pending);
+  } catch (err) {
+    r = g.throw(err);
+  }
+  while (!r.done) {
+    let v: unknown;
+    try {
+      v = await r.value;
+    } catch (err) {
+      r = g.throw(err);
+      continue;
+    }
+    r = g.next(v);
+  }
+  return r.value;
+}
+
+/** Drive G: its result at once, or a Promise of it; a synchronous failure is thrown. */
+function run<T>(g: Steps<T>): Maybe<T> {
+  let r = g.next();
+  while (!r.done) {
+    if (isPromise(r.value)) return runAsync(g, r.value);
+    r = g.next(r.value);
+  }
+  return r.value;
+}
+
 /** Steps 7-8 with compare-and-set: a lost race re-reads and decides again. */
-async function updateTriplet(cx: DecideContext, key: TripletKey, prev: TripletRecord | null, now: number): Promise<TripletStep> {
+function* updateTriplet(cx: DecideContext, ops: StoreOps, key: TripletKey, prev: TripletRecord | null, now: number): Steps<TripletStep> {
   const s = cx.settings;
   let cur = prev;
   for (let i = 0; ; i++) {
     const step = nextTriplet(cur, now, s.delayMs, s.retryWindowMs);
-    if (await cx.store.casTriplet(key, cur, step.record, tripletTtl(step.record, s))) return step;
+    if ((yield ops.casTriplet(key, cur, step.record, tripletTtl(step.record, s))) as boolean) return step;
     if (i >= MAX_RACES) throw new StoreError(`greylist database ${cx.store.description}: triplet ${formatTripletKey(key)} keeps changing; giving up`);
-    cur = (await cx.store.load(null, [key])).triplets[0] ?? null;
+    cur = ((yield ops.load(null, [key])) as StoreSnapshot).triplets[0] ?? null;
   }
 }
 
 /** Step 9: count a triplet's first pass for the client IP, at most once an hour. */
-async function bumpAwl(cx: DecideContext, ip: string, prev: AwlRecord | null, now: number): Promise<{ count: number; bumped: boolean }> {
+function* bumpAwl(cx: DecideContext, ops: StoreOps, ip: string, prev: AwlRecord | null, now: number): Steps<{ count: number; bumped: boolean }> {
   const s = cx.settings;
   let cur = prev;
   for (let i = 0; ; i++) {
     if (cur && now < cur.last + HOUR_MS) return { count: cur.count, bumped: false };
     const next = { count: (cur?.count ?? 0) + 1, last: now };
-    if (await cx.store.casAwl(ip, cur, next, s.maxAgeMs)) return { count: next.count, bumped: true };
+    if ((yield ops.casAwl(ip, cur, next, s.maxAgeMs)) as boolean) return { count: next.count, bumped: true };
     if (i >= MAX_RACES) throw new StoreError(`greylist database ${cx.store.description}: auto-whitelist entry ${ip} keeps changing; giving up`);
-    cur = (await cx.store.load(ip, [])).awl;
+    cur = ((yield ops.load(ip, [])) as StoreSnapshot).awl;
   }
 }
 
@@ -189,16 +245,30 @@ export function greylistHeader(delaySeconds: number, hostname: string, now: numb
 }
 
 /** The organisation triplet of an attempt, or why there is none. */
-function orgTriplet(q: GreylistQuery, net: TripletKey, s: GreylistSettings): { key: TripletKey; domain: string } | { skip: string } {
+function orgTriplet(q: GreylistQuery, net: TripletKey, s: GreylistSettings, org: (name: string, address: string) => OrgDomain = orgDomain): { key: TripletKey; domain: string } | { skip: string } {
   if (!s.orgGrouping) return { skip: 'organisation grouping is off (greylist_organization_grouping = no)' };
-  const o = orgDomain(q.clientName, q.clientAddress);
+  const o = org(q.clientName, q.clientAddress);
   if ('skip' in o) return o;
   return { key: { net: `org:${o.domain}`, sender: net.sender, recipient: net.recipient }, domain: o.domain };
 }
 
 /** postgrey's smtpd_access_policy(), plus organisation grouping (see the module header). */
-export async function decide(q: GreylistQuery, cx: DecideContext): Promise<GreylistResult> {
+export function decide(q: GreylistQuery, cx: DecideContext): Promise<GreylistResult> {
+  try {
+    return Promise.resolve(decideNow(q, cx));
+  } catch (err) {
+    return Promise.reject(err as Error);
+  }
+}
+
+/** decide(), answered at once when the store answers at once; a store failure is then thrown. */
+export function decideNow(q: GreylistQuery, cx: DecideContext): GreylistResult | Promise<GreylistResult> {
+  return run(decideSteps(q, cx));
+}
+
+function* decideSteps(q: GreylistQuery, cx: DecideContext): Steps<GreylistResult> {
   const s = cx.settings;
+  const ops: StoreOps = cx.store.immediate ?? cx.store;
   const now = q.now;
   const wc = cx.whitelists.matchClient(q.clientName, q.clientAddress);
   if (wc) return { kind: 'pass', reason: 'client whitelist', rule: wc.rule, entry: wc.entry };
@@ -208,28 +278,28 @@ export async function decide(q: GreylistQuery, cx: DecideContext): Promise<Greyl
   const awlOn = s.awlClients > 0;
   const ip = clientIp(q.clientAddress);
   const net = tripletKey(q.clientAddress, q.sender, q.recipient, s);
-  const org = orgTriplet(q, net, s);
+  const org = orgTriplet(q, net, s, cx.orgDomain);
   const orgKey = 'key' in org ? org.key : null;
-  const snap = await cx.store.load(awlOn ? ip : null, orgKey ? [net, orgKey] : [net]);
+  const snap = (yield ops.load(awlOn ? ip : null, orgKey ? [net, orgKey] : [net])) as StoreSnapshot;
 
   const awl = snap.awl;
   if (awlOn && awl && awl.count >= s.awlClients) {
     let count = awl.count;
     if (now >= awl.last + HOUR_MS || awl.last > now) {
       // For statistics only: a lost race means another node refreshed it just now.
-      if (await cx.store.casAwl(ip, awl, { count: awl.count + 1, last: now }, s.maxAgeMs)) count++;
+      if ((yield ops.casAwl(ip, awl, { count: awl.count + 1, last: now }, s.maxAgeMs)) as boolean) count++;
     }
     return { kind: 'pass', reason: 'client AWL', awlCount: count };
   }
 
-  const n = await updateTriplet(cx, net, snap.triplets[0] ?? null, now);
+  const n = yield* updateTriplet(cx, ops, net, snap.triplets[0] ?? null, now);
   let o: TripletStep | null = null;
   if (orgKey) {
     const prev = snap.triplets[1] ?? null;
     // A triplet that passed before decides alone; its organisation triplet, passed too, is
     // then refreshed at most once an hour (one write per lookup, not two).
     const fresh = prev !== null && prev.last - prev.first >= s.delayMs && prev.last <= now && now - prev.last < HOUR_MS;
-    if (!(n.lastWasSuccessful && fresh)) o = await updateTriplet(cx, orgKey, prev, now);
+    if (!(n.lastWasSuccessful && fresh)) o = yield* updateTriplet(cx, ops, orgKey, prev, now);
   }
 
   let winner: TripletStep | null = null;
@@ -248,7 +318,7 @@ export async function decide(q: GreylistQuery, cx: DecideContext): Promise<Greyl
   let awlCount: number | undefined;
   let awlWhitelisted = false;
   if (awlOn && firstPass) {
-    const b = await bumpAwl(cx, ip, awl, now);
+    const b = yield* bumpAwl(cx, ops, ip, awl, now);
     awlCount = b.count;
     awlWhitelisted = b.bumped && b.count === s.awlClients;
   }
@@ -281,22 +351,19 @@ export function formatGreylistText(template: string, remainingSeconds: number, r
  * out, as postgrey does. An organisation pass adds "grouping=rdns:DOMAIN".
  */
 export function formatGreylistLog(q: GreylistQuery, r: GreylistResult, queueId?: string): string {
-  const info: string[] = [];
+  let line = queueId ? `${queueId}: ` : '';
   if (r.kind === 'greylist') {
-    info.push('action=greylist', `reason=${r.reason === 'new' ? 'new' : `early-retry (${r.remainingSeconds}s missing)`}`);
+    line += r.reason === 'new' ? 'action=greylist, reason=new' : `action=greylist, reason=early-retry (${r.remainingSeconds}s missing)`;
   } else {
-    info.push('action=pass', `reason=${r.reason}`);
-    if (r.grouping) info.push(`grouping=${r.grouping}`);
-    if (r.header && r.delaySeconds !== undefined) info.push(`delay=${r.delaySeconds}`);
+    line += `action=pass, reason=${r.reason}`;
+    if (r.grouping) line += `, grouping=${r.grouping}`;
+    if (r.header && r.delaySeconds !== undefined) line += `, delay=${r.delaySeconds}`;
   }
-  const attrs: Array<[string, string]> = [
-    ['client_name', q.clientName],
-    ['client_address', q.clientAddress],
-    ['sender', q.sender],
-    ['recipient', q.recipient],
-  ];
-  for (const [k, v] of attrs) if (v) info.push(`${k}=${v}`);
-  return (queueId ? `${queueId}: ` : '') + info.join(', ');
+  if (q.clientName) line += `, client_name=${q.clientName}`;
+  if (q.clientAddress) line += `, client_address=${q.clientAddress}`;
+  if (q.sender) line += `, sender=${q.sender}`;
+  if (q.recipient) line += `, recipient=${q.recipient}`;
+  return line;
 }
 
 /** One triplet as `explain` shows it. */
@@ -357,9 +424,16 @@ export interface GreylistOptions {
   onCleanupError?(err: StoreError): void;
 }
 
+/** Client names whose organisation is remembered (a busy sender's MX pool is a few names). */
+const ORG_MEMO_SIZE = 10_000;
+
 /** The greylist of one gateway: settings, whitelists and store. */
 export class Greylist {
   private instances: string[] = [];
+  /** The decision context of the current settings and whitelists (rebuilt on reload). */
+  private recording: DecideContext | null = null;
+  /** orgDomain() by "name\0address": a public-suffix parse per lookup costs more than the rest of it. */
+  private readonly orgMemo = new Map<string, OrgDomain>();
   private timer: NodeJS.Timeout | null = null;
   private cleaning: Promise<number> | null = null;
   private closed = false;
@@ -395,11 +469,26 @@ export class Greylist {
     return [...this.whitelistsNow.files.clients, ...this.whitelistsNow.files.recipients];
   }
 
+  private readonly memoOrgDomain = (name: string, address: string): OrgDomain => {
+    if (name === 'unknown') return orgDomain(name, address);
+    const k = `${name}\0${address}`;
+    let o = this.orgMemo.get(k);
+    if (o === undefined) {
+      o = orgDomain(name, address);
+      // A copy: the domain is a slice of the request, which the memo would keep alive.
+      if ('domain' in o) o = { domain: ` ${o.domain}`.slice(1) };
+      if (this.orgMemo.size >= ORG_MEMO_SIZE) this.orgMemo.clear();
+      this.orgMemo.set(k, o);
+    }
+    return o;
+  };
+
   private context(store: GreylistStore, record: boolean): DecideContext {
     return {
       settings: this.settingsNow,
       whitelists: this.whitelistsNow,
       store,
+      orgDomain: this.memoOrgDomain,
       newInstance: (inst) => {
         if (inst === undefined || inst === '') return true;
         if (this.instances.includes(inst)) return false;
@@ -415,8 +504,21 @@ export class Greylist {
 
   /** Decide on one attempt and record it. Rejects with StoreError; never passes on failure. */
   check(q: GreylistQuery): Promise<GreylistResult> {
-    if (this.closed) return Promise.reject(new StoreError('greylist closed'));
-    return decide(q, this.context(this.store, !this.opts.readOnly));
+    try {
+      return Promise.resolve(this.checkNow(q));
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+  }
+
+  /**
+   * check(), answered at once when the store answers at once (the SQLite write-behind
+   * cache): then a failure is thrown (StoreError) rather than rejected.
+   */
+  checkNow(q: GreylistQuery): GreylistResult | Promise<GreylistResult> {
+    if (this.closed) throw new StoreError('greylist closed');
+    this.recording ??= this.context(this.store, !this.opts.readOnly);
+    return decideNow(q, this.recording);
   }
 
   /** Why Q would pass or be greylisted now: whitelist line, AWL count, triplet age, time left. Writes nothing. */
@@ -426,7 +528,7 @@ export class Greylist {
     const whitelist = this.whitelistsNow.matchClient(q.clientName, q.clientAddress) ?? this.whitelistsNow.matchRecipient(q.recipient);
     const ip = clientIp(q.clientAddress);
     const net = tripletKey(q.clientAddress, q.sender, q.recipient, s);
-    const org = orgTriplet(q, net, s);
+    const org = orgTriplet(q, net, s, this.memoOrgDomain);
     const snap = await this.store.load(s.awlClients > 0 ? ip : null, 'key' in org ? [net, org.key] : [net]);
     const result = await decide(q, this.context(overlayStore(this.store), false));
     const a = snap.awl;
@@ -476,6 +578,7 @@ export class Greylist {
     }
     this.settingsNow = settings;
     this.whitelistsNow = whitelists;
+    this.recording = null;
     return problems;
   }
 

@@ -8,7 +8,10 @@
  * small batches (LIMIT rows after a cursor), deleting the expired rows of each batch, so
  * lookups interleave between batches and no statement ever scans a table; there is no index
  * on `last`, which every lookup rewrites. openSqliteStore(path) creates the file (and its
- * directory); ":memory:" gives a private in-memory database.
+ * directory); ":memory:" gives a private in-memory database. better-sqlite3 is synchronous:
+ * the *Now methods (used by the write-behind cache) return the result or throw StoreError;
+ * the GreylistStore methods wrap them in promises. tripletKeys()/awlKeys() page through the
+ * keys in primary-key order (the write-behind cache's key filter is built from them).
  * DIAGNOSTICS: any SQLite failure (busy past the busy timeout, I/O error, corrupt file)
  * rejects with StoreError naming the file.
  * SEE ALSO: greylist/store.ts; sqlite.org/wal.html; postgrey(8) maintenance.
@@ -87,6 +90,8 @@ export class SqliteStore implements GreylistStore {
   private readonly updAwl: Database.Statement<[number, number, string, number, number]>;
   private readonly sel: { tf: Database.Statement<[number], TripletRow>; ta: Database.Statement<[string, string, string, number], TripletRow>; af: Database.Statement<[number], { ip: string; last: number }>; aa: Database.Statement<[string, number], { ip: string; last: number }> };
   private readonly delete: (triplets: readonly TripletRow[], awl: ReadonlyArray<{ ip: string; last: number }>) => void;
+  private readonly keysT: { first: Database.Statement<[number], TripletKey>; after: Database.Statement<[string, string, string, number], TripletKey> };
+  private readonly keysA: { first: Database.Statement<[number], { ip: string }>; after: Database.Statement<[string, number], { ip: string }> };
   private readonly upsert: (triplets: ReadonlyArray<readonly [TripletKey, TripletRecord]>, awl: ReadonlyArray<readonly [string, AwlRecord]>) => void;
   /** Where the cleanup sweep stands: the table, and the last key examined. */
   private sweep: { table: 'triplets'; after: TripletRow | null } | { table: 'awl'; after: string | null } = { table: 'triplets', after: null };
@@ -116,6 +121,13 @@ export class SqliteStore implements GreylistStore {
         af: this.db.prepare(CLEANUP_SQL.awlFirst),
         aa: this.db.prepare(CLEANUP_SQL.awlAfter),
       };
+      this.keysT = {
+        first: this.db.prepare('SELECT client_net AS net, sender, recipient FROM triplets ORDER BY client_net, sender, recipient LIMIT ?'),
+        after: this.db.prepare(
+          'SELECT client_net AS net, sender, recipient FROM triplets WHERE (client_net, sender, recipient) > (?, ?, ?) ORDER BY client_net, sender, recipient LIMIT ?',
+        ),
+      };
+      this.keysA = { first: this.db.prepare('SELECT ip FROM awl ORDER BY ip LIMIT ?'), after: this.db.prepare('SELECT ip FROM awl WHERE ip > ? ORDER BY ip LIMIT ?') };
       const delT = this.db.prepare<[string, string, string, number]>(CLEANUP_SQL.deleteTriplet);
       const delA = this.db.prepare<[string, number]>(CLEANUP_SQL.deleteAwl);
       // `last` is compared too: a row written since it was read is not deleted.
@@ -147,22 +159,50 @@ export class SqliteStore implements GreylistStore {
     return this.guard('write', () => this.upsert(triplets, awl));
   }
 
+  /** putMany(), done before returning; throws StoreError. */
+  putManyNow(triplets: ReadonlyArray<readonly [TripletKey, TripletRecord]>, awl: ReadonlyArray<readonly [string, AwlRecord]>): void {
+    this.attempt('write', () => this.upsert(triplets, awl));
+  }
+
+  /** Up to LIMIT triplet keys after AFTER (null: from the start), in primary-key order; throws StoreError. */
+  tripletKeys(after: TripletKey | null, limit: number): TripletKey[] {
+    return this.attempt('read', () => (after ? this.keysT.after.all(after.net, after.sender, after.recipient, limit) : this.keysT.first.all(limit)));
+  }
+
+  /** Up to LIMIT auto-whitelist IPs after AFTER (null: from the start), in order; throws StoreError. */
+  awlKeys(after: string | null, limit: number): string[] {
+    return this.attempt('read', () => (after !== null ? this.keysA.after.all(after, limit) : this.keysA.first.all(limit)).map((r) => r.ip));
+  }
+
   private fail(what: string, err: unknown): StoreError {
     if (err instanceof StoreError) return err;
     return new StoreError(`greylist database ${this.path}: ${what}: ${(err as Error).message}`, { cause: err });
   }
 
   private guard<T>(what: string, fn: () => T): Promise<T> {
-    if (this.closed) return Promise.reject(new StoreError(`greylist database ${this.path}: closed`));
     try {
-      return Promise.resolve(fn());
+      return Promise.resolve(this.attempt(what, fn));
     } catch (err) {
-      return Promise.reject(this.fail(what, err));
+      return Promise.reject(err as StoreError);
+    }
+  }
+
+  private attempt<T>(what: string, fn: () => T): T {
+    if (this.closed) throw new StoreError(`greylist database ${this.path}: closed`);
+    try {
+      return fn();
+    } catch (err) {
+      throw this.fail(what, err);
     }
   }
 
   load(ip: string | null, keys: readonly TripletKey[]): Promise<StoreSnapshot> {
-    return this.guard('read', () => {
+    return this.guard('read', () => this.loadNow(ip, keys));
+  }
+
+  /** load(), answered at once; throws StoreError. */
+  loadNow(ip: string | null, keys: readonly TripletKey[]): StoreSnapshot {
+    return this.attempt('read', () => {
       const a = ip === null ? undefined : this.getAwl.get(ip);
       const triplets = keys.map((k) => {
         const r = this.getTriplet.get(k.net, k.sender, k.recipient);

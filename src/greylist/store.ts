@@ -9,6 +9,8 @@
  * nodes sharing one store agree (a lost race is re-read and decided again).
  * Times are milliseconds since the epoch. `ttlMs` is how long a record may live without
  * being written again (a store with expiring keys uses it; SQLite uses cleanup()).
+ * A store whose records are in this process (the write-behind cache) also offers the same
+ * operations answered at once (`immediate`), so that a lookup needs no promise at all.
  * Also here: failingStore() (stands in for a store that could not be opened: every lookup
  * fails) and overlayStore() (a read-only view whose writes stay in memory, for `explain`
  * and `greygate trace`).
@@ -77,6 +79,18 @@ export interface GreylistStore {
    */
   cleanup(now: number, limits: CleanupLimits, limit: number): Promise<CleanupBatch>;
   close(): Promise<void>;
+  /** load/casTriplet/casAwl answered synchronously, when the store can (same contract). */
+  readonly immediate?: ImmediateStoreOps;
+}
+
+/**
+ * The lookup operations of a GreylistStore, answered synchronously: the result, or a thrown
+ * StoreError. Same semantics as the store's own methods, on the same records.
+ */
+export interface ImmediateStoreOps {
+  load(ip: string | null, keys: readonly TripletKey[]): StoreSnapshot;
+  casTriplet(key: TripletKey, expected: TripletRecord | null, next: TripletRecord, ttlMs: number): boolean;
+  casAwl(ip: string, expected: AwlRecord | null, next: AwlRecord, ttlMs: number): boolean;
 }
 
 /**

@@ -6,7 +6,8 @@
  * normalised sender (do_sender_substitutions: BATV "prvs=" tag removed in either tag order,
  * "+ext" removed, every numeric word replaced by "#") and the recipient as given, all
  * lowercased. Exports normalizeSender(), clientNetwork(), clientIp(), tripletKey(),
- * formatTripletKey().
+ * formatTripletKey(), and dottedQuad() (the IPv4 fast path every lookup takes: a dotted
+ * quad is read by hand, anything else through ipaddr.js).
  * DIAGNOSTICS: none; an address that is not an IP is keyed by its own text.
  * SEE ALSO: postgrey(8) do_sender_substitutions(), do_client_substitutions();
  * shared semantics.md 1.2 step 6.
@@ -65,6 +66,39 @@ export function normalizeSender(addr: string): string {
   return `${user}@${domain}`;
 }
 
+/**
+ * A dotted quad as an unsigned 32-bit number, or -1: exactly the strings ipaddr.js's
+ * IPv4.isValidFourPartDecimal() accepts (four decimal parts of 0-255, no leading zeros).
+ */
+export function dottedQuad(s: string): number {
+  const n = s.length;
+  if (n < 7 || n > 15) return -1;
+  let value = 0;
+  let part = 0;
+  let digits = 0;
+  let parts = 0;
+  for (let i = 0; i <= n; i++) {
+    const c = i < n ? s.charCodeAt(i) : 46;
+    if (c === 46) {
+      if (digits === 0 || part > 255) return -1;
+      value = value * 256 + part;
+      parts++;
+      part = 0;
+      digits = 0;
+    } else if (c >= 48 && c <= 57) {
+      // "0" alone is a part, "01" is not (ipaddr.js reads leading zeros as octal elsewhere).
+      if (digits === 1 && part === 0) return -1;
+      part = part * 10 + (c - 48);
+      digits++;
+    } else return -1;
+  }
+  return parts === 4 ? value : -1;
+}
+
+function quadText(v: number): string {
+  return `${v >>> 24}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`;
+}
+
 function parseIp(addr: string): ipaddr.IPv4 | ipaddr.IPv6 | null {
   const a = normalizeClientAddress(addr);
   if (ipaddr.IPv4.isValidFourPartDecimal(a)) return ipaddr.IPv4.parse(a);
@@ -74,6 +108,8 @@ function parseIp(addr: string): ipaddr.IPv4 | ipaddr.IPv6 | null {
 
 /** The client IP in canonical form (IPv4-mapped IPv6 as IPv4): the auto-whitelist key. */
 export function clientIp(addr: string): string {
+  // A valid dotted quad is its own canonical form.
+  if (dottedQuad(addr) >= 0) return addr;
   const ip = parseIp(addr);
   return ip ? ip.toString() : addr.toLowerCase();
 }
@@ -84,6 +120,12 @@ export function clientIp(addr: string): string {
  * where postgrey prints NetAddr::IP's long upper-case form; keys are ours alone.
  */
 export function clientNetwork(addr: string, ipv4Prefix: number, ipv6Prefix: number): string {
+  const v4 = dottedQuad(addr);
+  if (v4 >= 0) {
+    if (ipv4Prefix >= 32) return addr;
+    const mask = ipv4Prefix <= 0 ? 0 : (0xffffffff << (32 - ipv4Prefix)) >>> 0;
+    return quadText((v4 & mask) >>> 0);
+  }
   const ip = parseIp(addr);
   if (!ip) return addr.toLowerCase();
   const isV4 = ip.kind() === 'ipv4';

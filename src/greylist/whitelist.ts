@@ -25,6 +25,7 @@ import RE2 from 're2';
 import type { Problem } from '../errors.js';
 import { translatePcre } from '../tables/pcre-syntax.js';
 import { normalizeClientAddress } from '../mail/mynetworks.js';
+import { dottedQuad } from './triplet.js';
 
 export interface WhitelistHit {
   readonly list: 'client' | 'recipient';
@@ -204,6 +205,9 @@ function parseFile(kind: 'client' | 'recipient', file: string, text: string, pro
   return { names: new Map(), regexes: [], nets: [], recipients };
 }
 
+/** Client names whose name-entry match is remembered. */
+const NAME_MEMO_SIZE = 10_000;
+
 function bitsMatch(a: readonly number[], b: readonly number[], prefix: number): boolean {
   const full = prefix >> 3;
   for (let i = 0; i < full; i++) if (a[i] !== b[i]) return false;
@@ -225,6 +229,10 @@ export class Whitelists {
   /** All client regexes in one automaton: one pass over the name finds which match. */
   private readonly regexSet: InstanceType<typeof RE2.Set> | null;
   private readonly nets: readonly NetEntry[];
+  /** matchName() by client name (null: none matches). */
+  private readonly nameMemo = new Map<string, Entry | null>();
+  /** The IPv4 entries of nets as numbers, in the same order: the dotted-quad fast path. */
+  private readonly v4: ReadonlyArray<{ readonly net: number; readonly mask: number; readonly entry: NetEntry }>;
   private readonly recipientEntries: readonly RecipientEntry[];
 
   constructor(
@@ -251,6 +259,13 @@ export class Whitelists {
     this.regexes = regexes;
     this.regexSet = regexes.length > 1 ? new RE2.Set(regexes.map((r) => r.source), 'u') : null;
     this.nets = nets;
+    this.v4 = nets
+      .filter((n) => !n.v6)
+      .map((n) => {
+        const mask = n.prefix <= 0 ? 0 : (0xffffffff << (32 - Math.min(32, n.prefix))) >>> 0;
+        const value = ((n.bytes[0]! << 24) | (n.bytes[1]! << 16) | (n.bytes[2]! << 8) | n.bytes[3]!) >>> 0;
+        return { net: (value & mask) >>> 0, mask, entry: n };
+      });
     this.recipientEntries = recipients;
   }
 
@@ -264,31 +279,26 @@ export class Whitelists {
    * in file order), then address entries against the client IP.
    */
   matchClient(clientName: string, clientAddress: string): WhitelistHit | null {
-    const name = clientName.toLowerCase();
-    if (name !== '' && name !== 'unknown') {
-      let best: Entry | undefined;
-      // A host-name entry matches the name or any subdomain: look up every dot suffix.
-      for (let i = 0; ; ) {
-        const e = this.names.get(i === 0 ? name : name.slice(i));
-        if (e && (!best || e.order < best.order)) best = e;
-        const dot = name.indexOf('.', i);
-        if (dot < 0) break;
-        i = dot + 1;
-      }
-      if (this.regexSet) {
-        // Set indices follow this.regexes, which is in file order: the lowest is the first.
-        const ids = this.regexSet.match(clientName);
-        if (ids.length) {
-          const r = this.regexes[Math.min(...ids)]!;
-          if (!best || r.order < best.order) best = r;
-        }
-      } else {
-        const r = this.regexes[0];
-        if (r && (!best || r.order < best.order) && r.re.test(clientName)) best = r;
+    if (clientName !== '') {
+      // The name part depends on the name alone, and one regex-set run costs more than the
+      // rest of a lookup: remembered per name (these whitelists never change; a reload
+      // builds new ones).
+      let best = this.nameMemo.get(clientName);
+      if (best === undefined) {
+        const name = clientName.toLowerCase();
+        best = name === 'unknown' ? null : this.matchName(clientName, name);
+        if (this.nameMemo.size >= NAME_MEMO_SIZE) this.nameMemo.clear();
+        // A copy: the name is a slice of the request, which the key would keep alive.
+        this.nameMemo.set(` ${clientName}`.slice(1), best);
       }
       if (best) return { list: 'client', rule: best.rule, entry: best.entry };
     }
     if (this.nets.length) {
+      const quad = dottedQuad(clientAddress);
+      if (quad >= 0) {
+        for (const n of this.v4) if (((quad & n.mask) >>> 0) === n.net) return { list: 'client', rule: n.entry.rule, entry: n.entry.entry };
+        return null;
+      }
       const addr = normalizeClientAddress(clientAddress);
       let ip: ipaddr.IPv4 | ipaddr.IPv6 | null = null;
       if (ipaddr.IPv4.isValidFourPartDecimal(addr)) ip = ipaddr.IPv4.parse(addr);
@@ -302,6 +312,31 @@ export class Whitelists {
       }
     }
     return null;
+  }
+
+  /** The first name entry (host name or regex) matching a verified client name, or null. */
+  private matchName(clientName: string, name: string): Entry | null {
+    let best: Entry | null = null;
+    // A host-name entry matches the name or any subdomain: look up every dot suffix.
+    for (let i = 0; ; ) {
+      const e = this.names.get(i === 0 ? name : name.slice(i));
+      if (e && (!best || e.order < best.order)) best = e;
+      const dot = name.indexOf('.', i);
+      if (dot < 0) break;
+      i = dot + 1;
+    }
+    if (this.regexSet) {
+      // Set indices follow this.regexes, which is in file order: the lowest is the first.
+      const ids = this.regexSet.match(clientName);
+      if (ids.length) {
+        const r = this.regexes[Math.min(...ids)]!;
+        if (!best || r.order < best.order) best = r;
+      }
+    } else {
+      const r = this.regexes[0];
+      if (r && (!best || r.order < best.order) && r.re.test(clientName)) best = r;
+    }
+    return best;
   }
 
   /** postgrey step 4: the recipient as given (case-insensitive). */

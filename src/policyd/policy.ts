@@ -17,17 +17,24 @@ import { compilePolicy, type Policy, type PolicyDeps } from '../restrictions/pol
 
 export const POLICY_SERVICE_RESTRICTIONS = 'policy_service_restrictions';
 
+/** A restriction class whose only entry is `permit` (see RELAY_GUARD). */
+export const RELAY_GUARD_CLASS = 'greygate_policy_service_relay_ok';
+
 /**
  * compilePolicy() refuses a Policy with no working reject_unauth_destination-like entry
  * (the open-relay safety net). The policy service relays nothing, so its relay list is an
  * entry that always permits followed by a `reject` that is never reached: the check is
- * satisfied and costs one static lookup per request.
+ * satisfied. The entry is a restriction class holding `permit` (a bare `permit` would end
+ * the check; a table such as static:OK would cost a client-name lookup per request).
  */
-export const RELAY_GUARD = 'check_client_access static:OK, reject';
+export const RELAY_GUARD = `${RELAY_GUARD_CLASS}, reject`;
 
 /** The configuration snapshot the policy service's Policy is compiled from. */
 export function policyServiceConfig(config: Config): Config {
+  const classes = config.raw('smtpd_restriction_classes') ?? '';
   return config.withOverrides({
+    smtpd_restriction_classes: classes.trim() === '' ? RELAY_GUARD_CLASS : `${classes}, ${RELAY_GUARD_CLASS}`,
+    [RELAY_GUARD_CLASS]: 'permit',
     smtpd_client_restrictions: '',
     smtpd_helo_restrictions: '',
     smtpd_sender_restrictions: '',

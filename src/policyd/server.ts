@@ -6,7 +6,9 @@
  * (listen/port/close, like smtpd's SmtpListener); each connection carries any number of
  * requests, answered one at a time and in order: attributes -> SessionState -> the runtime
  * snapshot's "policyd" Policy (policy_service_restrictions, policyd/policy.ts) -> checkRcpt
- * -> "action=...\n\n" (policyd/action.ts).
+ * -> "action=...\n\n" (policyd/action.ts). The replies decided in one turn of the event loop
+ * are written together right after it (send()): with many Postfix processes asking at
+ * once, the readers woken by the first reply find the next ones already there.
  * DIAGNOSTICS: garbage lines are logged (warn) and ignored. A request without
  * client_address, client_name, sender or recipient, or with a bad client_address, is
  * answered DUNNO with a warning, as postgrey does. A request whose type is not
@@ -22,7 +24,7 @@ import type { Config } from '../config/config.js';
 import type { MailLogger } from '../log/logger.js';
 import type { EventRecord, LogEvent } from '../log/events.js';
 import type { Policy } from '../restrictions/policy.js';
-import { newEffects, type Decision, type SessionState, type TransactionEffects } from '../restrictions/state.js';
+import { newEffects, type Decision, type GreylistNote, type SessionState, type TransactionEffects } from '../restrictions/state.js';
 import { PolicyRequestReader, formatPolicyReply, type PolicyAttributes } from './protocol.js';
 import { policyAction, type PolicyVerdict } from './action.js';
 
@@ -51,7 +53,6 @@ export interface PolicydDeps {
 
 const REQUIRED = ['client_address', 'client_name', 'recipient', 'sender'] as const;
 const GARBAGE_LOGGED = 10;
-const DUNNO_REPLY = Buffer.from(formatPolicyReply('DUNNO'), 'latin1');
 
 class RequestFailure extends Error {}
 
@@ -60,6 +61,13 @@ export class PolicyServiceListener {
   private readonly deps: PolicydDeps;
   private readonly server: Server;
   private readonly connections = new Set<Connection>();
+  readonly replies = new ReplyCache();
+  // Replies decided in this turn of the event loop, written together once its I/O
+  // callbacks are done (setImmediate): the client's processes, woken by the first, find the
+  // others already there, which saves a wake-up per reply. Order per connection is kept.
+  private outSockets: Socket[] = [];
+  private outData: Buffer[] = [];
+  private outScheduled = false;
   private nextId = 0;
   private closing = false;
   private sweeper: NodeJS.Timeout | null = null;
@@ -91,12 +99,36 @@ export class PolicyServiceListener {
       for (const c of this.connections) {
         if (c.since > 0 && now - c.since > limit) {
           this.logFailure(c, new RequestFailure(`no decision after ${limit} ms`));
-          c.socket.destroy();
+          c.destroy();
         }
       }
     }, Math.max(50, Math.min(1000, limit / 4)));
     this.sweeper.unref();
   }
+
+  /** Queue DATA for SOCKET; it is written after the current I/O callbacks (see outSockets). */
+  send(socket: Socket, data: Buffer): void {
+    this.outSockets.push(socket);
+    this.outData.push(data);
+    if (!this.outScheduled) {
+      this.outScheduled = true;
+      setImmediate(this.flushReplies);
+    }
+  }
+
+  /** Write every queued reply now (also before a connection is ended, so none is lost). */
+  readonly flushReplies = (): void => {
+    this.outScheduled = false;
+    const sockets = this.outSockets;
+    const data = this.outData;
+    if (sockets.length === 0) return;
+    this.outSockets = [];
+    this.outData = [];
+    for (let i = 0; i < sockets.length; i++) {
+      const so = sockets[i]!;
+      if (!so.destroyed) so.write(data[i]!);
+    }
+  };
 
   /** The bound port (useful with port 0 in tests). */
   port(): number {
@@ -115,7 +147,7 @@ export class PolicyServiceListener {
     const deadline = Date.now() + graceMs;
     for (const c of this.connections) c.endWhenIdle();
     while (this.connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    for (const c of this.connections) c.socket.destroy();
+    for (const c of this.connections) c.destroy();
     await closed;
   }
 
@@ -129,8 +161,11 @@ export class PolicyServiceListener {
     socket.once('close', () => this.connections.delete(c));
   }
 
-  /** Answer one request; null means "no answer" (the caller disconnects). */
-  async answer(conn: Connection, attrs: PolicyAttributes): Promise<string | null> {
+  /**
+   * Answer one request; null means "no answer" (the caller disconnects). A Promise only
+   * when there is a decision to wait for; a thrown error or a rejection is a failed request.
+   */
+  answer(conn: Connection, attrs: PolicyAttributes): string | null | Promise<string | null> {
     const log = this.deps.log;
     const type = attrs.get('request') ?? '';
     if (type !== 'smtpd_access_policy') {
@@ -153,10 +188,11 @@ export class PolicyServiceListener {
     if (!policy) throw new RequestFailure(`no "${POLICYD_POLICY}" policy in the running configuration`);
     const state = sessionStateOf(attrs);
     const fx = newEffects();
-    const d = await policy.checkRcpt(state, fx);
-    const verdict = policyAction(d, fx);
-    this.logDecision(conn, state, fx, d, verdict);
-    return verdict.action;
+    return policy.checkRcpt(state, fx).then((d) => {
+      const verdict = policyAction(d, fx);
+      this.logDecision(conn, state, fx, d, verdict);
+      return verdict.action;
+    });
   }
 
   /**
@@ -168,62 +204,44 @@ export class PolicyServiceListener {
    */
   private logDecision(conn: Connection, s: SessionState, fx: TransactionEffects, d: Decision, v: PolicyVerdict): void {
     const log = this.deps.log;
-    const label = `${s.client.name}[${s.client.address}]`;
-    const envelope = `from=<${s.sender ?? ''}> to=<${s.recipient ?? ''}> proto=${s.protocol} helo=<${s.helo ?? ''}>`;
-    const base = (event: LogEvent): EventRecord => {
-      const r: EventRecord = { event, stage: 'rcpt', service: 'policyd', session: conn.id, client_ip: s.client.address, client_name: s.client.name };
-      if (s.queueId) r.queue_id = s.queueId;
-      if (s.helo !== undefined) r.helo = s.helo;
-      r.from = s.sender ?? '';
-      r.to = s.recipient ?? '';
-      if (s.instance) r.instance = s.instance;
-      return r;
-    };
     const refused = d.kind !== 'permit';
-    const withReply = (rec: EventRecord): void => {
-      if (d.kind === 'permit') return;
-      rec.code = d.reply.code;
-      rec.status = d.reply.status;
-      rec.reply = `${d.reply.code} ${d.reply.status} ${d.reply.text}`;
-    };
     let decisionLogged = false;
     for (const n of fx.notes) {
-      if (n.greylist) {
-        const rec = base('greylist');
-        // The same fields as smtpd's 'greylist' records (action, reason, key, delay ...).
-        Object.assign(rec, n.greylist);
-        rec.rule = n.rule;
+      const g = n.greylist;
+      if (g) {
         // The note of the greylisting that decided carries the reply sent.
-        if (v.kind === 'greylist' && n.greylist.action === 'greylist' && !decisionLogged) {
-          withReply(rec);
-          rec.rule = d.rule ?? n.rule;
-          rec.policy_action = v.action;
+        let decided: Decision | null = null;
+        let action: string | undefined;
+        if (v.kind === 'greylist' && g.action === 'greylist' && !decisionLogged) {
+          decided = d;
+          action = v.action;
           decisionLogged = true;
-        } else if (!refused && v.kind === 'prepend' && n.greylist.delay !== undefined && v.rule === n.rule) {
-          rec.policy_action = v.action;
+        } else if (!refused && v.kind === 'prepend' && g.delay !== undefined && v.rule === n.rule) {
+          action = v.action;
           decisionLogged = true;
         }
-        rec.msg = n.text;
-        log.event(rec);
+        log.event(greylistRecord(conn, s, g, decided ? (decided.rule ?? n.rule) : n.rule, decided, action, n.text));
         continue;
       }
-      const rec = base(n.event);
+      const rec = baseRecord(n.event, conn, s);
       rec.rule = n.rule;
       rec.reply = n.text;
-      rec.msg = `${s.queueId ?? 'NOQUEUE'}: ${n.event}: RCPT from ${label}: ${n.text}`;
+      rec.msg = `${s.queueId ?? 'NOQUEUE'}: ${n.event}: RCPT from ${s.client.name}[${s.client.address}]: ${n.text}`;
       log.event(rec);
     }
     if (decisionLogged || v.kind === 'dunno') return;
+    const envelope = `from=<${s.sender ?? ''}> to=<${s.recipient ?? ''}> proto=${s.protocol} helo=<${s.helo ?? ''}>`;
+    const label = `${s.client.name}[${s.client.address}]`;
     if (refused) {
-      const rec = base(v.kind === 'greylist' ? 'greylist' : d.kind);
-      withReply(rec);
+      const rec = baseRecord(v.kind === 'greylist' ? 'greylist' : d.kind, conn, s);
+      withReply(rec, d);
       rec.rule = d.rule;
       rec.policy_action = v.action;
       rec.msg = `${s.queueId ?? 'NOQUEUE'}: reject: RCPT from ${label}: ${String(rec.reply)}; ${envelope}`;
       log.event(rec);
       return;
     }
-    const rec = base(v.kind as LogEvent);
+    const rec = baseRecord(v.kind as LogEvent, conn, s);
     if (v.rule !== null) rec.rule = v.rule;
     rec.policy_action = v.action;
     if (v.dropped.length) rec.dropped = v.dropped;
@@ -293,7 +311,19 @@ class Connection {
   /** Close once every request received so far is answered. */
   endWhenIdle(): void {
     this.ending = true;
-    if (!this.busy) this.socket.end();
+    if (!this.busy) this.end();
+  }
+
+  /** Send what is queued for this connection, then close it. */
+  private end(): void {
+    this.owner.flushReplies();
+    this.socket.end();
+  }
+
+  /** Close at once, after sending the replies already decided. */
+  destroy(): void {
+    this.owner.flushReplies();
+    this.socket.destroy();
   }
 
   private async drain(): Promise<void> {
@@ -303,25 +333,104 @@ class Connection {
       let action: string | null;
       this.since = Date.now();
       try {
-        action = await this.owner.answer(this, attrs);
+        const a = this.owner.answer(this, attrs);
+        action = a instanceof Promise ? await a : a;
         this.since = 0;
       } catch (err) {
         this.since = 0;
         this.owner.logFailure(this, err);
         this.queue.length = 0;
-        this.socket.destroy();
+        this.destroy();
         break;
       }
       if (action === null) {
         this.queue.length = 0;
-        this.socket.end();
+        this.end();
         break;
       }
-      if (!this.dead) this.socket.write(action === 'DUNNO' ? DUNNO_REPLY : formatPolicyReply(action));
+      if (!this.dead) this.owner.send(this.socket, this.owner.replies.get(action));
     }
     this.busy = false;
-    if (this.ending) this.socket.end();
+    if (this.ending) this.end();
   }
+}
+
+/** The fields every policy-service record starts with, in the order smtpd's records have them. */
+function baseRecord(event: LogEvent, conn: Connection, s: SessionState): EventRecord {
+  const r: EventRecord = { event, stage: 'rcpt', service: 'policyd', session: conn.id, client_ip: s.client.address, client_name: s.client.name };
+  if (s.queueId) r.queue_id = s.queueId;
+  if (s.helo !== undefined) r.helo = s.helo;
+  r.from = s.sender ?? '';
+  r.to = s.recipient ?? '';
+  if (s.instance) r.instance = s.instance;
+  return r;
+}
+
+/**
+ * A 'greylist' record: the same fields as smtpd's (action, reason, key, delay ...), in the
+ * order the note gives them, built as one object (this is the record of every lookup);
+ * absent fields are undefined, which the log leaves out.
+ */
+function greylistRecord(conn: Connection, s: SessionState, g: GreylistNote, rule: string, d: Decision | null, action: string | undefined, msg: string): EventRecord {
+  const reply = d && d.kind !== 'permit' ? d.reply : undefined;
+  return {
+    event: 'greylist',
+    stage: 'rcpt',
+    service: 'policyd',
+    session: conn.id,
+    client_ip: s.client.address,
+    client_name: s.client.name,
+    queue_id: s.queueId || undefined,
+    helo: s.helo,
+    from: s.sender ?? '',
+    to: s.recipient ?? '',
+    instance: s.instance || undefined,
+    // A whitelist pass's note has its rule (FILE:LINE) and none of key ... awl_count.
+    action: g.action,
+    reason: g.reason,
+    key: g.key,
+    remaining: g.remaining,
+    delay: g.delay,
+    grouping: g.grouping,
+    awl_count: g.awl_count,
+    rule,
+    code: reply?.code,
+    status: reply?.status,
+    reply: reply ? `${reply.code} ${reply.status} ${reply.text}` : undefined,
+    policy_action: action,
+    msg,
+  };
+}
+
+/** The reply of a refusal, as code, status and text. */
+function withReply(rec: EventRecord, d: Decision): void {
+  if (d.kind === 'permit') return;
+  rec.code = d.reply.code;
+  rec.status = d.reply.status;
+  rec.reply = `${d.reply.code} ${d.reply.status} ${d.reply.text}`;
+}
+
+/**
+ * The bytes of "action=ACTION\n\n", kept for the actions that repeat (DUNNO, the greylisting
+ * reply for each number of seconds left, PREPEND with its date): one encoding per second
+ * instead of one per reply.
+ */
+class ReplyCache {
+  private readonly map = new Map<string, Buffer>();
+
+  get(action: string): Buffer {
+    let b = this.map.get(action);
+    if (b === undefined) {
+      b = Buffer.from(formatPolicyReply(action), 'utf8');
+      if (this.map.size >= 512) this.map.clear();
+      this.map.set(action, b);
+    }
+    return b;
+  }
+}
+
+function isEsmtp(p: string | undefined): boolean {
+  return p === 'ESMTP' || (p !== undefined && p.length === 5 && p.toUpperCase() === 'ESMTP');
 }
 
 /** Build the engine's view of the SMTP session from the request's attributes. */
@@ -340,7 +449,7 @@ export function sessionStateOf(a: PolicyAttributes): SessionState {
       name,
       reverseName: a.get('reverse_client_name') || name,
     },
-    protocol: a.get('protocol_name')?.toUpperCase() === 'ESMTP' ? 'ESMTP' : 'SMTP',
+    protocol: isEsmtp(a.get('protocol_name')) ? 'ESMTP' : 'SMTP',
     sender: a.get('sender') ?? '',
     recipient: a.get('recipient') ?? '',
     recipients: [],

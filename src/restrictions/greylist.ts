@@ -3,8 +3,9 @@
  * SUMMARY: check_greylist, greygate's built-in greylisting restriction (postgrey's answers,
  * without the policy-protocol hop). With the Greylist of the snapshot (PolicyDeps.greylist,
  * bound to the Env by bindGreylist()) it asks greylist/greylist.ts about (client address,
- * verified client name, sender, recipient, instance) and answers as Postfix treats
- * postgrey's replies:
+ * verified client name, sender, recipient, instance) (Greylist.checkNow(): with the
+ * write-behind cache the restriction returns its status at once, without a promise) and
+ * answers as Postfix treats postgrey's replies:
  *   greylisted   DEFER_IF_PERMIT "450 4.2.0 <rcpt>: Recipient address rejected: greylist_text"
  *                (greylist_text may use postgrey's %s = seconds left and %r = recipient
  *                domain; a later hard reject still wins, a later permit still gets the 450)
@@ -23,7 +24,7 @@
  */
 import { StoreError } from '../errors.js';
 import { formatGreylistLog, formatGreylistText, type Greylist, type GreylistQuery, type GreylistResult } from '../greylist/greylist.js';
-import { DUNNO, deferIfPermitOrReject, dsnFix, dsnSplit, reject, serverError, type Eval, type Frame, type Status } from './evaluate.js';
+import { DUNNO, deferIfPermitOrReject, dsnFix, dsnSplit, reject, serverError, type Eval, type Frame, type RunResult, type Status } from './evaluate.js';
 import type { Env, RestrictionDef } from './registry.js';
 import type { GreylistNote } from './state.js';
 
@@ -38,18 +39,55 @@ export function bindGreylist(env: Env, greylist: Greylist | undefined): void {
 
 function noteOf(r: GreylistResult): GreylistNote {
   if (r.kind === 'greylist') return { action: 'greylist', reason: r.reason, key: r.key, remaining: r.remainingSeconds };
-  return {
-    action: 'pass',
-    reason: r.reason,
-    ...(r.key ? { key: r.key } : {}),
-    ...(r.rule ? { rule: r.rule } : {}),
-    ...(r.header && r.delaySeconds !== undefined ? { delay: r.delaySeconds } : {}),
-    ...(r.grouping ? { grouping: r.grouping } : {}),
-    ...(r.awlCount !== undefined ? { awl_count: r.awlCount } : {}),
-  };
+  const n: { -readonly [K in keyof GreylistNote]: GreylistNote[K] } = { action: 'pass', reason: r.reason };
+  if (r.key) n.key = r.key;
+  if (r.rule) n.rule = r.rule;
+  if (r.header && r.delaySeconds !== undefined) n.delay = r.delaySeconds;
+  if (r.grouping) n.grouping = r.grouping;
+  if (r.awlCount !== undefined) n.awl_count = r.awlCount;
+  return n;
 }
 
-async function checkGreylist(ev: Eval, fr: Frame, env: Env, greylist: Greylist): Promise<Status> {
+const X_GREYLIST = /^X-Greylist:/i;
+
+/** A store failure: 451 4.3.0, never a pass. */
+function lookupFailure(ev: Eval, fr: Frame, rule: string, err: unknown): Status {
+  ev.note('warning', err instanceof StoreError ? err.message : `check_greylist: ${(err as Error).message}`, rule);
+  return reject(ev, 'data', 451, '4.3.0', `<${fr.replyName}>: ${fr.replyClass} rejected: Temporary lookup failure`, rule);
+}
+
+/** What the greylist answered, as the restriction's result and notes. */
+function answer(ev: Eval, fr: Frame, env: Env, q: GreylistQuery, rule: string, r: GreylistResult): Status {
+  ev.fx.notes.push({ event: 'info', text: formatGreylistLog(q, r, ev.s.queueId), rule: r.kind === 'pass' && r.rule ? r.rule : rule, stage: ev.stage, greylist: noteOf(r) });
+  if (r.kind === 'greylist') {
+    const d = dsnSplit('4.2.0', formatGreylistText(env.config.get('greylist_text'), r.remainingSeconds, q.recipient));
+    return deferIfPermitOrReject(ev, true, 'policy', env.codes.access_map_defer_code ?? 450, dsnFix(d.dsn, fr.replyClass), `<${fr.replyName}>: ${fr.replyClass} rejected: ${d.text}`);
+  }
+  if (r.awlWhitelisted) ev.note('info', `whitelisted: ${ev.client.namaddr}`, rule);
+  // One X-Greylist header per message; a PREPEND cannot be done at end of data.
+  if (r.header && ev.where !== 'END-OF-MESSAGE' && !ev.fx.prepend.some((p) => X_GREYLIST.test(p.header))) {
+    ev.fx.prepend.push({ header: r.header, rule });
+  }
+  return DUNNO;
+}
+
+/** `greygate trace`: the explanation lines first, then the check itself. */
+async function explainAndCheck(ev: Eval, fr: Frame, env: Env, greylist: Greylist, q: GreylistQuery, rule: string): Promise<Status> {
+  let r: GreylistResult;
+  try {
+    for (const line of (await greylist.explain(q)).lines) ev.note('info', `greylist: ${line}`, rule);
+    r = await greylist.check(q);
+  } catch (err) {
+    return lookupFailure(ev, fr, rule, err);
+  }
+  return answer(ev, fr, env, q, rule, r);
+}
+
+/**
+ * The restriction. With the write-behind cache the greylist answers at once, and so does
+ * this (no promise on the policy service's hot path); other stores answer later.
+ */
+function checkGreylist(ev: Eval, fr: Frame, env: Env, greylist: Greylist): RunResult {
   const sender = ev.sender;
   const recipient = ev.recipient;
   if (sender === undefined || recipient === undefined) {
@@ -66,25 +104,20 @@ async function checkGreylist(ev: Eval, fr: Frame, env: Env, greylist: Greylist):
     now: env.now(),
   };
   const rule = ev.rule;
-  let r: GreylistResult;
+  if (ev.s.onStep) return explainAndCheck(ev, fr, env, greylist, q, rule);
+  let r: GreylistResult | Promise<GreylistResult>;
   try {
-    if (ev.s.onStep) for (const line of (await greylist.explain(q)).lines) ev.note('info', `greylist: ${line}`, rule);
-    r = await greylist.check(q);
+    r = greylist.checkNow(q);
   } catch (err) {
-    ev.note('warning', err instanceof StoreError ? err.message : `check_greylist: ${(err as Error).message}`, rule);
-    return reject(ev, 'data', 451, '4.3.0', `<${fr.replyName}>: ${fr.replyClass} rejected: Temporary lookup failure`, rule);
+    return lookupFailure(ev, fr, rule, err);
   }
-  ev.fx.notes.push({ event: 'info', text: formatGreylistLog(q, r, ev.s.queueId), rule: r.kind === 'pass' && r.rule ? r.rule : rule, stage: ev.stage, greylist: noteOf(r) });
-  if (r.kind === 'greylist') {
-    const d = dsnSplit('4.2.0', formatGreylistText(env.config.get('greylist_text'), r.remainingSeconds, recipient));
-    return deferIfPermitOrReject(ev, true, 'policy', env.codes.access_map_defer_code ?? 450, dsnFix(d.dsn, fr.replyClass), `<${fr.replyName}>: ${fr.replyClass} rejected: ${d.text}`);
+  if (r instanceof Promise) {
+    return r.then(
+      (res) => answer(ev, fr, env, q, rule, res),
+      (err: unknown) => lookupFailure(ev, fr, rule, err),
+    );
   }
-  if (r.awlWhitelisted) ev.note('info', `whitelisted: ${ev.client.namaddr}`, rule);
-  // One X-Greylist header per message; a PREPEND cannot be done at end of data.
-  if (r.header && ev.where !== 'END-OF-MESSAGE' && !ev.fx.prepend.some((p) => /^X-Greylist:/i.test(p.header))) {
-    ev.fx.prepend.push({ header: r.header, rule });
-  }
-  return DUNNO;
+  return answer(ev, fr, env, q, rule, r);
 }
 
 export const GREYLIST_RESTRICTIONS: readonly RestrictionDef[] = [

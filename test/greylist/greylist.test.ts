@@ -374,6 +374,34 @@ describe('stores and failures', () => {
     await assert.rejects(g2.check(q(T0)), StoreError);
   });
 
+  it('checkNow: the same decisions, at once with the write-behind cache, as promises otherwise', async () => {
+    const config = configFromText(dir, join(dir, 'main.cf'), `data_directory = ${join(dir, 'data-now')}\nmyhostname = mx.greygate.test\ngreylist_delay = 2s\n`);
+    const { greylist } = await openGreylist(config, { cleanupIntervalMs: 0 });
+    const named = (now: number) => q(now, { clientName: 'mx1.mail.example.net', clientAddress: '198.51.100.7', instance: `i${now}` });
+    const steps = [T0, T0 + S, T0 + 3 * S, T0 + 4 * S];
+    const now: GreylistResult[] = [];
+    for (const t of steps) {
+      const r = greylist.checkNow(named(t));
+      assert.ok(!(r instanceof Promise), 'answered at once');
+      now.push(r);
+    }
+    assert.deepEqual(now.map((r) => `${r.kind} ${r.reason}`), ['greylist new', 'greylist early-retry', 'pass triplet found', 'pass triplet found']);
+    // The same sequence on a store without immediate operations (SQLite without the cache).
+    const { g } = make({ delayMs: 2 * S });
+    for (let i = 0; i < steps.length; i++) {
+      const p = g.checkNow(named(steps[i]!));
+      assert.ok(p instanceof Promise, 'a store without immediate operations answers later');
+      assert.deepEqual(await p, now[i]);
+    }
+    await greylist.close();
+    await g.close();
+    // A failure is thrown by checkNow (at once), rejected by check.
+    const { g: failing } = make({}, failingStore('test:', 'disk on fire'));
+    await assert.rejects(Promise.resolve().then(() => failing.checkNow(q(T0))), StoreError);
+    await failing.close();
+    assert.throws(() => failing.checkNow(q(T0)), StoreError);
+  });
+
   it('openGreylist: a bad greylist_database is a Problem and a store that fails every lookup', async () => {
     const config = configFromText(dir, join(dir, 'main.cf'), 'greylist_database = mysql://x\ngreylist_ipv4_prefix = 33\ngreylist_delay = soon\n');
     const { greylist, problems } = await openGreylist(config, { cleanupIntervalMs: 0 });

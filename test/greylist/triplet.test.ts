@@ -5,7 +5,8 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { clientIp, clientNetwork, formatTripletKey, normalizeSender, tripletKey } from '../../src/greylist/triplet.js';
+import ipaddr from 'ipaddr.js';
+import { clientIp, clientNetwork, dottedQuad, formatTripletKey, normalizeSender, tripletKey } from '../../src/greylist/triplet.js';
 import { looksIpDerived, orgDomain } from '../../src/greylist/org-domain.js';
 
 const SENDERS: Array<[string, string]> = [
@@ -60,6 +61,32 @@ describe('clientNetwork', () => {
   it('the AWL key is the full address, IPv4-mapped IPv6 as IPv4', () => {
     assert.equal(clientIp('::ffff:192.0.2.77'), '192.0.2.77');
     assert.equal(clientIp('2001:DB8:0:0::1'), '2001:db8::1');
+  });
+});
+
+describe('the dotted-quad fast path', () => {
+  // Exactly what ipaddr.js calls a four-part decimal address; everything else takes its path.
+  const texts = ['1.2.3.4', '0.0.0.0', '255.255.255.255', '256.1.1.1', '1.2.3.256', '01.2.3.4', '1.2.3.04', '00.1.2.3', '0.1.2.3',
+    '1.2.3', '1.2.3.4.5', '1..2.3', '.1.2.3', '1.2.3.', '', 'a.b.c.d', '0x1.2.3.4', '1.2.3.-4', ' 1.2.3.4', '1.2.3.4 ', '999.1.1.1',
+    '1.2.3.1000', '192.168.100.200', '::ffff:1.2.3.4', '1.2.3.4%eth0', '１.2.3.4'];
+  for (const t of texts) {
+    it(JSON.stringify(t), () => {
+      const expected = ipaddr.IPv4.isValidFourPartDecimal(t) ? ipaddr.IPv4.parse(t).toByteArray().reduce((n, b) => n * 256 + b, 0) : -1;
+      assert.equal(dottedQuad(t), expected);
+    });
+  }
+  it('networks and AWL keys agree with ipaddr.js for random addresses at every prefix', () => {
+    let seed = 7;
+    const rnd = (): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % 256;
+    for (let i = 0; i < 300; i++) {
+      const addr = `${rnd()}.${rnd()}.${rnd()}.${rnd()}`;
+      assert.equal(clientIp(addr), ipaddr.IPv4.parse(addr).toString());
+      for (const prefix of [0, 1, 7, 8, 13, 16, 23, 24, 25, 31, 32]) {
+        const bytes = ipaddr.IPv4.parse(addr).toByteArray();
+        for (let bit = prefix; bit < 32; bit++) bytes[bit >> 3]! &= ~(0x80 >> (bit & 7));
+        assert.equal(clientNetwork(addr, prefix, 64), ipaddr.fromByteArray(bytes).toString(), `${addr}/${prefix}`);
+      }
+    }
   });
 });
 
