@@ -13,8 +13,8 @@
  * SEE ALSO: /work/shared/peers.md, bench/README.md, smtp-source(1).
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -22,7 +22,7 @@ import { BenchError } from './lib/bench-error.js';
 import { runBench, teardown } from './lib/bench-main.js';
 import { positiveInts } from './lib/options.js';
 import { findExecutable } from './lib/executables.js';
-import { installExitHandlers, onExit } from './lib/exit-cleanup.js';
+import { installExitHandlers, benchRoot } from './lib/exit-cleanup.js';
 import { GreygateRunner } from './lib/greygate-runner.js';
 import { freeLoopbackPorts } from './lib/net.js';
 import { PostfixPeer } from './lib/postfix-peer.js';
@@ -230,13 +230,8 @@ async function main(): Promise<void> {
     findExecutable('postconf');
   }
 
-  const root = mkdtempSync(join(tmpdir(), 'greygate-bench-'));
-  // Postfix daemons run as user postfix and must be able to reach their queue below here.
-  chmodSync(root, 0o755);
   // Registered first, so it runs last: after every daemon using the directory has stopped.
-  const disarmRoot = onExit('temp dir', () => {
-    if (!opts.keep) rmSync(root, { recursive: true, force: true });
-  });
+  const { root, disarm: disarmRoot } = benchRoot('greygate-bench-', opts.keep);
 
   const stops: Array<() => Promise<void>> = [];
   try {

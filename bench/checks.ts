@@ -17,8 +17,8 @@
  * SEE ALSO: /work/shared/peers.md, bench/README.md, bench/accept.ts, header_checks(5).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -30,7 +30,7 @@ import { runBench, teardown } from './lib/bench-main.js';
 import { oneOf, positiveInts } from './lib/options.js';
 import { generateHeaderChecks, messageKeys, type MessageKeys } from './lib/checks-fixtures.js';
 import { findExecutable } from './lib/executables.js';
-import { installExitHandlers, onExit } from './lib/exit-cleanup.js';
+import { installExitHandlers, benchRoot } from './lib/exit-cleanup.js';
 import { GreygateRunner } from './lib/greygate-runner.js';
 import { freeLoopbackPorts } from './lib/net.js';
 import { PostfixPeer } from './lib/postfix-peer.js';
@@ -593,12 +593,8 @@ async function main(): Promise<void> {
     findExecutable('smtp-sink');
     if (opts.servers.has('postfix')) findExecutable('postfix');
   }
-  const root = mkdtempSync(join(tmpdir(), 'greygate-bench-checks-'));
-  // Postfix daemons run as user postfix and must be able to reach their queue below here.
-  chmodSync(root, 0o755);
-  const disarmRoot = onExit('temp dir', () => {
-    if (!opts.keep) rmSync(root, { recursive: true, force: true });
-  });
+  // Registered first, so it runs last: after every daemon using the directory has stopped.
+  const { root, disarm: disarmRoot } = benchRoot('greygate-bench-checks-', opts.keep);
   const stops: Array<() => Promise<void>> = [];
   const out: string[] = [];
   const json: Record<string, unknown> = { runs: opts.runs };

@@ -19,8 +19,8 @@
  * SEE ALSO: /work/shared/peers.md, bench/README.md, postgrey(8), SMTPD_POLICY_README.
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -28,7 +28,7 @@ import { BenchError } from './lib/bench-error.js';
 import { runBench, teardown } from './lib/bench-main.js';
 import { positiveInts } from './lib/options.js';
 import { findExecutable } from './lib/executables.js';
-import { installExitHandlers, onExit } from './lib/exit-cleanup.js';
+import { installExitHandlers, benchRoot } from './lib/exit-cleanup.js';
 import { GreygateRunner } from './lib/greygate-runner.js';
 import { freeLoopbackPorts } from './lib/net.js';
 import { PolicydStandalone } from './lib/policyd-standalone.js';
@@ -232,11 +232,8 @@ async function main(): Promise<void> {
   }
   for (const f of [WHITELIST_CLIENTS, WHITELIST_RECIPIENTS]) if (!existsSync(f)) throw new BenchError(`${f} not found: ${POSTGREY_HINT}`);
 
-  const root = mkdtempSync(join(tmpdir(), 'greygate-bench-greylist-'));
-  chmodSync(root, 0o755);
-  const disarmRoot = onExit('temp dir', () => {
-    if (!opts.keep) rmSync(root, { recursive: true, force: true });
-  });
+  // Registered first, so it runs last: after every daemon using the directory has stopped.
+  const { root, disarm: disarmRoot } = benchRoot('greygate-bench-greylist-', opts.keep);
   const log = (s: string): void => {
     process.stderr.write(s + '\n');
   };

@@ -17,8 +17,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -28,7 +27,7 @@ import { runBench, teardown } from './lib/bench-main.js';
 import { DOVECOT_HINT, DovecotPeer } from './lib/dovecot-peer.js';
 import { describeEnvironment } from './lib/environment.js';
 import { findExecutable } from './lib/executables.js';
-import { installExitHandlers, onExit } from './lib/exit-cleanup.js';
+import { installExitHandlers, benchRoot } from './lib/exit-cleanup.js';
 import { GreygateRunner } from './lib/greygate-runner.js';
 import { tryLogin } from './lib/imap-client.js';
 import { IMAP_OPERATIONS, runImapSession, type OperationKey, type SessionResult } from './lib/imap-load.js';
@@ -218,12 +217,8 @@ async function main(): Promise<void> {
   }
   if (opts.targets.has('greygate') && !existsSync(opts.entry)) throw new BenchError(`${opts.entry} not found: run \`npm run build\` first`);
 
-  const root = mkdtempSync(join(tmpdir(), 'greygate-bench-imap-'));
-  // Dovecot's auth and mail processes (dovecot, nobody) must reach their files below here.
-  chmodSync(root, 0o755);
-  const disarmRoot = onExit('temp dir', () => {
-    if (!opts.keep) rmSync(root, { recursive: true, force: true });
-  });
+  // Registered first, so it runs last: after every daemon using the directory has stopped.
+  const { root, disarm: disarmRoot } = benchRoot('greygate-bench-imap-', opts.keep);
   const stops: Array<() => Promise<void>> = [];
   try {
     const [smtpPort, ggImapPort, dovecotPort, unusedPort] = (await freeLoopbackPorts(4)) as [number, number, number, number];

@@ -12,8 +12,7 @@
  * stderr (greygate's deferrals with `postqueue -j`'s delay reasons) and exit status 1.
  * SEE ALSO: bench/README.md, bench/accept.ts, smtp-source(1), smtp-sink(1), qmgr(8).
  */
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -21,7 +20,7 @@ import { BenchError } from './lib/bench-error.js';
 import { runBench, teardown } from './lib/bench-main.js';
 import { describeEnvironment } from './lib/environment.js';
 import { findExecutable } from './lib/executables.js';
-import { installExitHandlers, onExit } from './lib/exit-cleanup.js';
+import { installExitHandlers, benchRoot } from './lib/exit-cleanup.js';
 import { GreygateRunner } from './lib/greygate-runner.js';
 import { freeLoopbackPorts } from './lib/net.js';
 import { oneOf, positiveInts } from './lib/options.js';
@@ -251,13 +250,8 @@ async function main(): Promise<void> {
     findExecutable('postconf');
   }
 
-  const root = mkdtempSync(join(tmpdir(), 'greygate-bench-relay-'));
-  // Postfix daemons run as user postfix and must be able to reach their queue below here.
-  chmodSync(root, 0o755);
   // Registered first, so it runs last: after every daemon using the directory has stopped.
-  const disarmRoot = onExit('temp dir', () => {
-    if (!opts.keep) rmSync(root, { recursive: true, force: true });
-  });
+  const { root, disarm: disarmRoot } = benchRoot('greygate-bench-relay-', opts.keep);
 
   const stops: Array<() => Promise<void>> = [];
   try {

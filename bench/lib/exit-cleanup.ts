@@ -2,12 +2,16 @@
  * @module bench/lib/exit-cleanup
  * SUMMARY: last-resort teardown of what the benchmark started (daemons, temp dirs) when the
  * process ends any way other than through the normal `finally` path: Ctrl-C, SIGTERM, an
- * uncaught error. Exports onExit(label, fn) -> disarm(), runExitSteps(), installExitHandlers().
+ * uncaught error. Exports onExit(label, fn) -> disarm(), runExitSteps(), installExitHandlers(),
+ * benchRoot(prefix, keep) -> { root, disarm }.
  * Steps are synchronous because 'exit' listeners cannot await; they run last-in first-out
  * (a temp dir is removed only after the daemon using it is stopped) and each failure is
  * printed on stderr and does not stop the other steps.
  * SEE ALSO: node:process 'exit' event.
  */
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 interface Step {
   readonly label: string;
@@ -57,4 +61,19 @@ export function installExitHandlers(): void {
       process.exit(128 + num);
     });
   }
+}
+
+/**
+ * benchRoot - a fresh temp directory for one benchmark run (mode 755: Postfix's and
+ * Dovecot's daemons run as other users and must reach their files below it), removed on
+ * every exit path unless KEEP. Register it first, so it is removed last, after every server
+ * using it has stopped. Returns the path and the function that disarms its removal.
+ */
+export function benchRoot(prefix: string, keep: boolean): { root: string; disarm: () => void } {
+  const root = mkdtempSync(join(tmpdir(), prefix));
+  chmodSync(root, 0o755);
+  const disarm = onExit('temp dir', () => {
+    if (!keep) rmSync(root, { recursive: true, force: true });
+  });
+  return { root, disarm };
 }
