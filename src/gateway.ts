@@ -172,12 +172,7 @@ export class Gateway {
       if (port === 0) continue;
       for (const host of hosts) {
         const l = new SmtpListener({ name, host, port }, deps, limits);
-        try {
-          await l.listen();
-        } catch (err) {
-          await this.closeListeners();
-          throw new GreygateError('GG_CONFIG', `${name}: cannot listen on ${host}:${port}: ${(err as Error).message}`, { cause: err });
-        }
+        await this.bind(name, host, port, l);
         this.listeners.push(l);
         this.ownEndpoints.add(host === '::' || host === '0.0.0.0' ? `*:${l.port()}` : `${host.replace(/^::ffff:/i, '')}:${l.port()}`);
       }
@@ -186,12 +181,7 @@ export class Gateway {
     if (policyPort !== 0) {
       for (const host of hosts) {
         const l = new PolicyServiceListener({ host, port: policyPort }, { runtime: () => this.runtimeSnapshot, log: this.log });
-        try {
-          await l.listen();
-        } catch (err) {
-          await this.closeListeners();
-          throw new GreygateError('GG_CONFIG', `policy service: cannot listen on ${host}:${policyPort}: ${(err as Error).message}`, { cause: err });
-        }
+        await this.bind('policy service', host, policyPort, l);
         this.policyListeners.push(l);
       }
     }
@@ -214,12 +204,7 @@ export class Gateway {
       if (port === 0) continue;
       for (const host of hosts) {
         const l = new Pop3Listener({ host, port, implicitTls }, pop3Deps);
-        try {
-          await l.listen();
-        } catch (err) {
-          await this.closeListeners();
-          throw new GreygateError('GG_CONFIG', `${service}: cannot listen on ${host}:${port}: ${(err as Error).message}`, { cause: err });
-        }
+        await this.bind(service, host, port, l);
         this.mailListeners.push({ service, listener: l });
       }
     }
@@ -235,12 +220,7 @@ export class Gateway {
           { host, port, implicitTls },
           { users: this.users, loginGuard: guard, mailboxes: this.mailboxes, log: this.log, tls: { key: tls.key, cert: tls.cert }, config: cfg },
         );
-        try {
-          await l.listen();
-        } catch (err) {
-          await this.closeListeners();
-          throw new GreygateError('GG_CONFIG', `${service}: cannot listen on ${host}:${port}: ${(err as Error).message}`, { cause: err });
-        }
+        await this.bind(service, host, port, l);
         this.mailListeners.push({ service, listener: l });
       }
     }
@@ -252,6 +232,16 @@ export class Gateway {
       listeners: this.ports(),
       tls: tls.generated ? 'self-signed' : 'configured',
     });
+  }
+
+  /** Listen, or close every listener opened so far and fail the start with one line. */
+  private async bind(service: string, host: string, port: number, l: { listen(): Promise<void> }): Promise<void> {
+    try {
+      await l.listen();
+    } catch (err) {
+      await this.closeListeners();
+      throw new GreygateError('GG_CONFIG', `${service}: cannot listen on ${host}:${port}: ${(err as Error).message}`, { cause: err });
+    }
   }
 
   /**
