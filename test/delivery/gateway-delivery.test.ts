@@ -28,7 +28,7 @@ interface MailboxMessage {
 
 /** USER's INBOX as Python's mailbox.Maildir reads it (what mutt and Dovecot see too). */
 async function readMaildir(gw: TestGateway, user: string): Promise<MailboxMessage[]> {
-  requireTool('python3');
+  requireTool('/usr/bin/python3');
   const script = `
 import json, mailbox, sys, os
 root = sys.argv[1]
