@@ -24,7 +24,8 @@ import { ContentFilter, type ContentOutcome } from '../checks/content-filter.js'
 import { formatActLog } from '../checks/actions.js';
 import { QueueStore, queueStoreOptions, type QueueWriter } from '../queue/store.js';
 import type { DsnNotify, NewEnvelope, NewRecipient } from '../queue/envelope.js';
-import { gmtStamp, headerEnd, mailDate } from '../queue/bounce.js';
+import { gmtStamp, headerEnd } from '../queue/bounce.js';
+import { mailDate } from '../mail/mail-date.js';
 import { quote822Local } from '../queue/format.js';
 import { addressList } from './trace-message.js';
 import type { CliIO } from './io.js';

@@ -4,7 +4,6 @@
  * buildNotice(input) returns the notice to queue, { kind, sender, recipients, message }, or
  * null when none is due (NOTIFY, a null sender's delay, a failed double bounce).
  * noticeSettings(config) reads the parameters, noticeRecipient() maps an envelope recipient,
- * mailDate() is the RFC 5322 date used in the notice and by locally submitted mail.
  * DIAGNOSTICS: none; pure apart from the default uniqueId (random bytes). Nothing throws.
  * SEE ALSO: bounce(8), bounce(5), Postfix bounce_notify_service.c, bounce_warn_service.c,
  * bounce_notify_util.c, bounce_templates.c; RFC 3461, RFC 3464, RFC 3834, RFC 6533.
@@ -13,6 +12,7 @@ import { randomBytes } from 'node:crypto';
 import type { Config } from '../config/config.js';
 import type { DsnNotify, DsnResult, Envelope, Recipient } from './envelope.js';
 import { quote822Local } from './format.js';
+import { mailDate } from '../mail/mail-date.js';
 
 export type NoticeKind = 'failure' | 'delay';
 
@@ -401,23 +401,7 @@ function isHeaderLine(b: Buffer, start: number, end: number): boolean {
   return b[i] === 0x3a;
 }
 
-const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
-const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 const pad = (n: number): string => String(n).padStart(2, '0');
-
-/** mailDate - RFC 5322 date-time in local time with the zone name comment (Postfix mail_date()) */
-export function mailDate(ms: number): string {
-  const d = new Date(ms);
-  const off = -d.getTimezoneOffset();
-  const zone = `${off >= 0 ? '+' : '-'}${pad(Math.floor(Math.abs(off) / 60))}${pad(Math.abs(off) % 60)}`;
-  const abbr = /\(([^)]+)\)$/.exec(d.toString())?.[1];
-  const short = abbr && /^[A-Z]{2,5}$/.test(abbr) ? abbr : off === 0 ? 'UTC' : undefined;
-  return (
-    `${DAYS[d.getDay()]}, ${d.getDate()} ${MONTHS[d.getMonth()]} ${d.getFullYear()} ` +
-    `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())} ${zone}` +
-    (short ? ` (${short})` : '')
-  );
-}
 
 /** gmtStamp - YYYYMMDDHHMMSS in GMT, the first half of a Postfix Message-Id */
 export function gmtStamp(ms: number): string {

@@ -10,6 +10,7 @@
  * never inspect this header (header_checks(5)).
  * SEE ALSO: Postfix smtpd.c data_cmd(), RFC 5321 section 4.4, RFC 5322 section 3.3.
  */
+import { mailDate } from '../mail/mail-date.js';
 
 export interface ReceivedInfo {
   helo: string | undefined;
@@ -25,25 +26,6 @@ export interface ReceivedInfo {
   date?: Date;
 }
 
-const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
-const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
-
-const pad = (n: number) => String(n).padStart(2, '0');
-
-/** RFC 5322 date-time in local time, with the zone name comment Postfix adds. */
-export function rfc5322Date(d: Date): string {
-  const off = -d.getTimezoneOffset();
-  const sign = off >= 0 ? '+' : '-';
-  const zone = `${sign}${pad(Math.floor(Math.abs(off) / 60))}${pad(Math.abs(off) % 60)}`;
-  const abbr = /\(([^)]+)\)$/.exec(d.toString())?.[1];
-  const short = abbr && /^[A-Z]{2,5}$/.test(abbr) ? abbr : off === 0 ? 'UTC' : undefined;
-  return (
-    `${DAYS[d.getDay()]}, ${d.getDate()} ${MONTHS[d.getMonth()]} ${d.getFullYear()} ` +
-    `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())} ${zone}` +
-    (short ? ` (${short})` : '')
-  );
-}
-
 // The HELO name is client-controlled: keep it printable and short so it cannot break the header.
 function clean(s: string): string {
   return s.replace(/[^\x21-\x7e]/g, '?').slice(0, 255);
@@ -57,7 +39,7 @@ export function receivedHeader(r: ReceivedInfo): string {
   }
   if (r.saslUsername) lines.push(`\t(Authenticated sender: ${clean(r.saslUsername)})`);
   lines.push(`\tby ${r.myhostname} (${r.mailName}) with ${r.protocol} id ${r.queueId}`);
-  const date = rfc5322Date(r.date ?? new Date());
+  const date = mailDate((r.date ?? new Date()).getTime());
   if (r.recipients.length === 1) lines.push(`\tfor <${clean(r.recipients[0]!)}>; ${date}`);
   else lines[lines.length - 1] += `; ${date}`;
   return lines.join('\r\n') + '\r\n';

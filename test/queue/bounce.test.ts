@@ -10,7 +10,8 @@ process.env.TZ = 'UTC';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { buildNotice, lineWrap, mailDate, headerEnd, type NoticeInput, type NoticeRecipient, type NoticeSettings } from '../../src/queue/bounce.js';
+import { buildNotice, lineWrap, headerEnd, type NoticeInput, type NoticeRecipient, type NoticeSettings } from '../../src/queue/bounce.js';
+import { mailDate } from '../../src/mail/mail-date.js';
 import { buildEnvelope, type Envelope, type NewEnvelope } from '../../src/queue/envelope.js';
 
 const HAVE_PYTHON = spawnSync('python3', ['-c', 'import email'], { stdio: 'ignore' }).status === 0;
