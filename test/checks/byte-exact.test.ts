@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { checksOf, runFilter } from './helpers.js';
+import { mulberry32 as rng } from '../helpers/prng.js';
 
 const CORPUS = new URL('../fixtures/checks/corpus/', import.meta.url).pathname;
 const MESSAGES = readdirSync(CORPUS).filter((f) => f.endsWith('.eml')).sort();
@@ -46,18 +47,6 @@ describe('the corpus comes out unchanged when no rule edits', () => {
     });
   }
 });
-
-/** A small seeded PRNG (mulberry32), so a failure can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const FRAGMENTS = [
   'Subject: hello',

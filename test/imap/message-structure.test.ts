@@ -14,6 +14,7 @@ import { compileValue } from '../../src/imap/compiler.js';
 import { parseMessage, type BodyPart } from '../../src/imap/message-structure.js';
 import { parseCommand, parseFetchItems, type SectionSpec } from '../../src/imap/parser.js';
 import { PROBED_SECTIONS } from '../fixtures/imap/corpus.js';
+import { mulberry32 as prng } from '../helpers/prng.js';
 
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'imap');
 const MESSAGES = join(FIXTURES, 'messages');
@@ -192,18 +193,6 @@ describe('hand-checked cases', () => {
     assert.equal(m.section(sect(']')).length, 0);
   });
 });
-
-/** mulberry32, as in parser.test.ts. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('fuzz', () => {
   it('mutated corpus messages never throw and every section stays inside the message', () => {

@@ -28,6 +28,7 @@ import {
   type ReaderLimits,
   type SearchKey,
 } from '../../src/imap/parser.js';
+import { mulberry32 as prng } from '../helpers/prng.js';
 
 const b = (s: string): Buffer => Buffer.from(s, 'utf8');
 
@@ -581,18 +582,6 @@ describe('APPEND and mailbox names', () => {
 // ---------------------------------------------------------------------------------------
 // Fuzz
 // ---------------------------------------------------------------------------------------
-
-/** mulberry32: a small seeded PRNG, so a failure can be replayed from its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const SEEDS = [
   'a1 UID FETCH 1:*,3 (FLAGS BODY.PEEK[HEADER.FIELDS (From To)]<0.100> BODY[1.2.MIME])',

@@ -12,6 +12,7 @@ import { parseMessage } from '../../src/imap/message-structure.js';
 import { parseCommand, parseSearch, type SearchKey } from '../../src/imap/parser.js';
 import { decodeEncodedWords, matchSearch, searchNeedsContent, sentDayOf, type SearchContext, type SearchMessage } from '../../src/imap/search.js';
 import { corpusFlags, corpusInternalDate } from '../fixtures/imap/corpus.js';
+import { mulberry32 } from '../helpers/prng.js';
 
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'imap');
 const FILES = readdirSync(join(FIXTURES, 'messages')).filter((f) => f.endsWith('.eml')).sort();
@@ -233,14 +234,7 @@ describe('helpers', () => {
 
 describe('fuzz', () => {
   it('text and date keys on mutated corpus messages never throw', async () => {
-    let a = 0x5ea4c4 >>> 0;
-    const rand = (): number => {
-      a = (a + 0x6d2b79f5) >>> 0;
-      let t = a;
-      t = Math.imul(t ^ (t >>> 15), t | 1);
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
+    const rand = mulberry32(0x5ea4c4);
     const corpus = FILES.map((f) => readFileSync(join(FIXTURES, 'messages', f)).toString('latin1'));
     const junk = ['=?', '?=', '=?x?b?', '=?utf-8?q?=', '=', '=\r\n', 'Content-Transfer-Encoding: base64\r\n', 'charset=bogus-x', 'Date: 99 Foo 99999\r\n', '\0', '\xff'];
     const keys = ['TEXT "a"', 'BODY "é"', 'SUBJECT "x"', 'FROM "@"', 'HEADER Date 1', 'SENTON 1-Jan-2000', 'OR SENTBEFORE 1-Jan-2000 SENTSINCE 1-Jan-2000'].map(key);

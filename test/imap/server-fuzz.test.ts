@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { ImapFixture, sampleMessage } from './imap-fixture.js';
 import { ImapClient } from './imap-client.js';
+import { mulberry32 as prng } from '../helpers/prng.js';
 
 let f: ImapFixture;
 
@@ -22,18 +23,6 @@ before(async () => {
 after(async () => {
   await f.close();
 });
-
-/** A small deterministic PRNG (mulberry32), so that a failure can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const CORPUS = [
   'CAPABILITY',

@@ -10,21 +10,10 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { harness, loginRaw, RawClient, type Harness } from './harness.js';
+import { mulberry32 as rng } from '../helpers/prng.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 0x9e3779b9);
 const LINES = Number(process.env.FUZZ_LINES ?? 6000);
-
-/** mulberry32: small, seedable, good enough to pick test cases. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const VALID = [
   'CAPA', 'USER bob', 'PASS hunter2', 'STAT', 'LIST', 'LIST 1', 'UIDL', 'UIDL 2', 'RETR 1', 'RETR 2', 'TOP 1 0', 'TOP 2 3',
