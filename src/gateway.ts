@@ -18,7 +18,9 @@ import { createMailLogger, type MailLogger } from './log/logger.js';
 import { TableCache } from './tables/open.js';
 import { createDnsClient, type DnsClient } from './dns/resolver.js';
 import { createClientNameResolver } from './dns/client-name.js';
-import { QueueStore, prependBytes, queueStoreOptions } from './queue/store.js';
+import { QUEUE_NAMES, QueueStore, prependBytes, queueStoreOptions } from './queue/store.js';
+import { Metrics } from './log/metrics.js';
+import { MetricsListener } from './log/metrics-http.js';
 import { UserStore } from './mailbox/users.js';
 import { loadTlsMaterial } from './smtpd/tls.js';
 import { openGreylist, type Greylist } from './greylist/greylist.js';
@@ -28,7 +30,7 @@ import { PolicyServiceListener } from './policyd/server.js';
 import type { SmtpdRuntime } from './smtpd/ports.js';
 import { compileRuntime, type CompiledRuntime } from './runtime.js';
 import { Worker } from 'node:worker_threads';
-import type { WorkerCommand, WorkerInit, WorkerReport } from './delivery/worker.js';
+import type { NotifyItem, WorkerCommand, WorkerInit, WorkerReport } from './delivery/worker.js';
 import { MaildirStore } from './mailbox/maildir.js';
 import { LoginGuard } from './mailbox/login-guard.js';
 import { Pop3Listener } from './pop3/server.js';
@@ -67,6 +69,9 @@ export class Gateway {
   private readonly listeners: SmtpListener[] = [];
   private readonly policyListeners: PolicyServiceListener[] = [];
   private readonly mailListeners: Array<{ service: 'pop3' | 'pop3s' | 'imap' | 'imaps'; listener: Pop3Listener | ImapListener }> = [];
+  /** Prometheus counters (metrics_port set), fed by the logger's hook; null when off. */
+  private readonly metrics: Metrics | null;
+  private readonly metricsListeners: MetricsListener[] = [];
   private readonly watcher: FileWatcher;
   private reloading: Promise<void> | null = null;
 
@@ -79,8 +84,9 @@ export class Gateway {
   /** `ip:port` of our SMTP listeners (`*:port` for a wildcard bind): the smtp agent's loop check. */
   private readonly ownEndpoints = new Set<string>();
 
-  private constructor(opts: GatewayOptions, config: Config, built: CompiledRuntime, deps: { log: MailLogger; tables: TableCache; dns: DnsClient; users: UserStore; queue: QueueStore; release: () => void; greylist: Greylist }) {
+  private constructor(opts: GatewayOptions, config: Config, built: CompiledRuntime, deps: { log: MailLogger; tables: TableCache; dns: DnsClient; users: UserStore; queue: QueueStore; release: () => void; greylist: Greylist; metrics: Metrics | null }) {
     this.releaseLock = deps.release;
+    this.metrics = deps.metrics;
     this.greylist = deps.greylist;
     this.opts = opts;
     this.config = config;
@@ -109,7 +115,9 @@ export class Gateway {
       if (err instanceof PidLockError) throw new GreygateError('GG_CONFIG', `data_directory ${dataDir} is in use by another greygate (pid ${err.pid}): the mail system is already running`);
       throw err;
     }
-    const log = createMailLogger({ file: config.get('maillog_file'), stdout: opts.stdout ?? true });
+    // Counting happens where records are written, so nothing is counted twice or missed.
+    const metrics = config.int('metrics_port') !== 0 ? new Metrics({ queueDirs: Object.fromEntries(QUEUE_NAMES.map((q) => [q, join(dataDir, 'queue', q)])) }) : null;
+    const log = createMailLogger({ file: config.get('maillog_file'), stdout: opts.stdout ?? true, ...(metrics ? { onEvent: metrics.observeEvent, onMessage: metrics.observeLog } : {}) });
     for (const p of config.problems) log.warn(formatProblem(p), { event: 'config', rule: `${p.file}:${p.line}` });
     const tables = new TableCache(config.configDir);
     const users = UserStore.open(dataDir);
@@ -133,7 +141,7 @@ export class Gateway {
     // Mail that was being delivered when the process died goes back in line (at least once).
     const recovered = await queue.recover({ activeToIncoming: true });
     if (recovered.requeued.length) log.info(`requeued ${recovered.requeued.length} message(s) left in active/`, { event: 'start' });
-    const gw = new Gateway(opts, config, built, { log, tables, dns, users, queue, release, greylist: gl.greylist });
+    const gw = new Gateway(opts, config, built, { log, tables, dns, users, queue, release, greylist: gl.greylist, metrics });
     try {
       await gw.listen();
       if (deliveryDisabled(config)) log.info('queue manager disabled by master_service_disable: mail is accepted and queued, not delivered', { event: 'start' });
@@ -166,6 +174,7 @@ export class Gateway {
       dns: createClientNameResolver(this.dns, { system: cfg.list('dns_resolvers').length === 0, timeoutMs: cfg.time('dns_timeout') }),
       log: this.log,
       tls: { key: tls.key, cert: tls.cert },
+      ...(this.metrics ? { metrics: this.metrics } : {}),
     };
     for (const [name, param] of services) {
       const port = cfg.int(param);
@@ -222,6 +231,14 @@ export class Gateway {
         );
         await this.bind(service, host, port, l);
         this.mailListeners.push({ service, listener: l });
+      }
+    }
+    const metricsPort = cfg.int('metrics_port');
+    if (this.metrics && metricsPort !== 0) {
+      for (const host of hosts) {
+        const l = new MetricsListener({ host, port: metricsPort }, this.metrics, (m) => this.log.error(m, { service: 'metrics' }));
+        await this.bind('metrics', host, metricsPort, l);
+        this.metricsListeners.push(l);
       }
     }
     const pruner = setInterval(() => limits.prune(cfg.time('anvil_rate_time_unit')), 60_000);
@@ -304,6 +321,23 @@ export class Gateway {
     this.worker?.postMessage(cmd, transfer);
   }
 
+  /**
+   * Commits finish in groups (one directory fsync covers several), and a postMessage costs
+   * about as much as the rest of the handoff: the group's notices go over in one message.
+   */
+  private notifyDelivery(item: NotifyItem): void {
+    if (this.pendingNotify.length === 0) setImmediate(this.flushNotify);
+    this.pendingNotify.push(item);
+  }
+
+  private readonly pendingNotify: NotifyItem[] = [];
+  private readonly flushNotify = (): void => {
+    const items = this.pendingNotify.splice(0);
+    const transfer: ArrayBuffer[] = [];
+    for (const it of items) if (it.body) transfer.push(it.body.buffer as ArrayBuffer);
+    this.tellDelivery({ type: 'notify', items }, transfer);
+  };
+
   /** The queue as smtpd sees it: a commit to incoming/ wakes the queue manager at once. */
   private notifyingQueue(): SmtpdQueue {
     const queue = this.queue;
@@ -334,8 +368,8 @@ export class Gateway {
               // A fresh copy whose memory moves to the delivery thread without another copy.
               const body = Buffer.concat([prependBytes(stored), ...kept]);
               const bytes = new Uint8Array(body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength));
-              this.tellDelivery({ type: 'notify', id: w.queueId, envelope: stored, body: bytes }, [bytes.buffer]);
-            } else this.tellDelivery({ type: 'notify', id: w.queueId });
+              this.notifyDelivery({ id: w.queueId, envelope: stored, body: bytes });
+            } else this.notifyDelivery({ id: w.queueId });
             kept = null;
           },
           abort: () => w.abort(),
@@ -378,6 +412,9 @@ export class Gateway {
     // Whitelist files that cannot be read keep their previous entries (greylist.reload).
     for (const p of this.greylist.reload(config)) this.log.event({ event: 'config', rule: `${p.file}:${p.line}`, msg: formatProblem(p) });
     const old = this.runtimeSnapshot;
+    if (config.int('metrics_port') !== this.config.int('metrics_port')) {
+      this.log.warn(`metrics_port changed to ${config.int('metrics_port')}: the metrics endpoint changes only on restart`, { event: 'reload' });
+    }
     this.config = config;
     this.runtimeSnapshot = built.runtime;
     this.tellDelivery({ type: 'reload' });
@@ -391,17 +428,19 @@ export class Gateway {
     return [this.config.file, ...this.tables.files(), ...this.greylist.files()];
   }
 
-  ports(): Array<{ service: ServiceName | 'policyd' | 'pop3' | 'pop3s' | 'imap' | 'imaps'; host: string; port: number }> {
+  ports(): Array<{ service: ServiceName | 'policyd' | 'pop3' | 'pop3s' | 'imap' | 'imaps' | 'metrics'; host: string; port: number }> {
     return [
       ...this.listeners.map((l) => ({ service: l.spec.name, host: l.spec.host, port: l.port() })),
       ...this.policyListeners.map((l) => ({ service: 'policyd' as const, host: l.spec.host, port: l.port() })),
       ...this.mailListeners.map((m) => ({ service: m.service, host: m.listener.spec.host, port: m.listener.port() })),
+      ...this.metricsListeners.map((l) => ({ service: 'metrics' as const, host: l.spec.host, port: l.port() })),
     ];
   }
 
   private async closeListeners(): Promise<void> {
-    await Promise.all([...this.listeners.map((l) => l.close()), ...this.policyListeners.map((l) => l.close()), ...this.mailListeners.map((m) => m.listener.close())]);
+    await Promise.all([...this.listeners.map((l) => l.close()), ...this.policyListeners.map((l) => l.close()), ...this.mailListeners.map((m) => m.listener.close()), ...this.metricsListeners.map((l) => l.close())]);
     this.mailListeners.length = 0;
+    this.metricsListeners.length = 0;
     this.listeners.length = 0;
     this.policyListeners.length = 0;
   }

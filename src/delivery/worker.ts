@@ -31,8 +31,15 @@ export interface WorkerInit {
   readonly endpoints: readonly string[];
 }
 
+/** A message committed to incoming/, with the message itself when it was small enough to hand over. */
+export interface NotifyItem {
+  readonly id: string;
+  readonly envelope?: Envelope;
+  readonly body?: Uint8Array;
+}
+
 export type WorkerCommand =
-  | { readonly type: 'notify'; readonly id: string; readonly envelope?: Envelope; readonly body?: Uint8Array }
+  | { readonly type: 'notify'; readonly items: readonly NotifyItem[] }
   | { readonly type: 'endpoints'; readonly endpoints: readonly string[] }
   | { readonly type: 'reload' }
   | { readonly type: 'stop' };
@@ -119,11 +126,12 @@ async function main(init: WorkerInit): Promise<void> {
   });
   parentPort!.on('message', (cmd: WorkerCommand) => {
     switch (cmd.type) {
-      case 'notify': {
-        const committed = cmd.envelope && cmd.body ? { envelope: cmd.envelope, body: Buffer.from(cmd.body.buffer, cmd.body.byteOffset, cmd.body.byteLength) } : undefined;
-        service.notify(cmd.id, committed);
+      case 'notify':
+        for (const it of cmd.items) {
+          const committed = it.envelope && it.body ? { envelope: it.envelope, body: Buffer.from(it.body.buffer, it.body.byteOffset, it.body.byteLength) } : undefined;
+          service.notify(it.id, committed);
+        }
         break;
-      }
       case 'endpoints':
         endpoints.clear();
         for (const e of cmd.endpoints) endpoints.add(e);

@@ -6,7 +6,8 @@
  * synchronously). ISO timestamps, no pid/hostname noise. event() serialises flat records
  * itself (the policy service writes one per lookup, tens of thousands a second) into the
  * line pino would write; info/warn/error, and records with nested objects, go through pino.
- * Both feed one LineSink, so lines keep their order.
+ * Both feed one LineSink, so lines keep their order. The onEvent/onMessage hooks see each
+ * record or message once, as it is written (metrics count there).
  * DIAGNOSTICS: a maillog_file that cannot be created throws at startup (fail loud); a
  * failed write is reported once on stderr and the lines of that write are lost; EPIPE
  * stops writing to that descriptor, as pino's destinations do.
@@ -39,6 +40,10 @@ export interface LoggerOptions {
   readonly file: string;
   /** Also write to stdout (the daemon does; CLI commands that log do not). */
   readonly stdout: boolean;
+  /** Sees every decision record as it is written, once (the metrics counters). */
+  readonly onEvent?: (record: EventRecord) => void;
+  /** Sees the level of every info/warn/error message. */
+  readonly onMessage?: (level: 'info' | 'warn' | 'error') => void;
 }
 
 /**
@@ -218,11 +223,13 @@ export function createMailLogger(opts: LoggerOptions): MailLogger {
     timer.unref();
   }
   const logger: Logger = pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime, messageKey: 'msg' }, sink);
+  const { onEvent, onMessage } = opts;
   // One ISO string per millisecond, not one per line.
   let lastMs = 0;
   let lastIso = '';
   return {
     event: (r) => {
+      onEvent?.(r);
       if (fds.length === 0) return;
       const now = Date.now();
       if (now !== lastMs) {
@@ -233,9 +240,18 @@ export function createMailLogger(opts: LoggerOptions): MailLogger {
       if (line === null) logger.info(r);
       else sink.write(line);
     },
-    info: (msg, f) => logger.info({ event: 'info', ...f }, msg),
-    warn: (msg, f) => logger.warn({ event: 'warn', ...f }, msg),
-    error: (msg, f) => logger.error({ event: 'error', ...f }, msg),
+    info: (msg, f) => {
+      onMessage?.('info');
+      logger.info({ event: 'info', ...f }, msg);
+    },
+    warn: (msg, f) => {
+      onMessage?.('warn');
+      logger.warn({ event: 'warn', ...f }, msg);
+    },
+    error: (msg, f) => {
+      onMessage?.('error');
+      logger.error({ event: 'error', ...f }, msg);
+    },
     flush: () =>
       new Promise<void>((res) => {
         sink.flush(() => res());

@@ -7,16 +7,19 @@
  * fsynced the message, so a 250 survives kill -9.
  * DIAGNOSTICS: throws SmtpError for every refusal (logged once here); a queue I/O failure
  * becomes "451 4.3.0 Error: queue file write error" and the partial file is removed.
+ * With DataOptions.metrics, each transaction's time (MAIL FROM to this reply) is observed
+ * with its outcome (accept, hold, discard, reject, defer).
  * SEE ALSO: Postfix smtpd.c data_cmd(), cleanup(8); RFC 5321 section 4.1.1.4.
  */
 import type { Readable } from 'node:stream';
 import { BareNewlineFilter } from './bare-newline.js';
 import { receivedHeader } from './received.js';
-import { smtpError, type SessionContext } from './session.js';
+import { smtpError, type SessionContext, type SmtpError } from './session.js';
 import type { AcceptedEnvelope, SmtpdQueue, SmtpdQueueWriter } from './ports.js';
 import { formatReply, reply, type Reply } from '../mail/reply.js';
 import { ContentFilter, type ContentOutcome } from '../checks/content-filter.js';
 import { formatActLog } from '../checks/actions.js';
+import type { TransactionObserver } from '../log/metrics.js';
 
 export type DataStream = Readable & { sizeExceeded?: boolean };
 
@@ -26,11 +29,30 @@ export interface DataOptions {
   /** MAIL FROM BODY= and SMTPUTF8 (RFC 6152, RFC 6531), kept for onward delivery. */
   bodyType: '7BIT' | '8BITMIME';
   smtputf8: boolean;
+  /** Times each transaction (the metrics endpoint); absent when metrics are off. */
+  metrics?: TransactionObserver | undefined;
 }
 
 const CRLF = Buffer.from('\r\n');
 
 export async function receiveMessage(ctx: SessionContext, stream: DataStream, opts: DataOptions): Promise<string> {
+  const m = opts.metrics;
+  const start = ctx.transactionStart;
+  if (!m || start === 0) return receive(ctx, stream, opts);
+  try {
+    const text = await receive(ctx, stream, opts);
+    const fx = ctx.effects;
+    m.observeTransaction((Date.now() - start) / 1000, fx.discard ? 'discard' : fx.hold ? 'hold' : 'accept');
+    return text;
+  } catch (err) {
+    // Anything that is not a refusal becomes smtpd's 451 (server.ts toSmtpError).
+    const code = (err as Partial<SmtpError>).responseCode;
+    m.observeTransaction((Date.now() - start) / 1000, typeof code === 'number' && code >= 500 ? 'reject' : 'defer');
+    throw err;
+  }
+}
+
+async function receive(ctx: SessionContext, stream: DataStream, opts: DataOptions): Promise<string> {
   const { config } = ctx.runtime;
   const s = ctx.state;
   let writer: SmtpdQueueWriter;
