@@ -23,6 +23,7 @@ import { POLICYD_POLICY } from './policyd/server.js';
 import type { IpMatcher, SmtpdPolicy, SmtpdRuntime } from './smtpd/ports.js';
 import type { DeliveryRuntime } from './delivery/scheduler.js';
 import { compileDelivery } from './delivery/service.js';
+import { postscreenProblems } from './smtpd/postscreen.js';
 
 // master.cf's submission/smtps examples: only authenticated clients may send.
 const SUBMISSION_OVERRIDES = { smtpd_relay_restrictions: 'permit_sasl_authenticated, reject' };
@@ -83,6 +84,8 @@ export function compileRuntime(config: Config, tables: TableCache, dns: DnsClien
   };
   // Table problems of the check lists are reported by the TableCache generation below.
   const checks = compileChecks(config, openTable);
+  // A bad postscreen_dnsbl_sites entry is fatal in Postfix: `check` and reload refuse it too.
+  problems.push(...postscreenProblems(config, openTable));
   const runtime: SmtpdRuntime = {
     config,
     policies,

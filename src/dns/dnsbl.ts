@@ -4,7 +4,8 @@
  * permit_dnswl_client make them. parseDnsxlSite("zen.example=127.0.0.[2..11]") splits the
  * list domain from its reply filter (Postfix ip_match syntax: per octet a number or
  * [a;b..c]); clientQuery() builds the reversed-address name (IPv6 as 32 nibbles);
- * DnsxlCache.query() asks for the A records and, when listed, the TXT text.
+ * DnsxlCache.query() asks for the A records and, when listed, the TXT text;
+ * parseWeightedDnsxlSite() reads postscreen's "domain=filter*weight" entries.
  * Answers in 127.255.255.0/24 (Spamhaus "you used a public resolver" and the like) and
  * answers outside 127.0.0.0/8 are errors, never listings; errors are returned, never thrown,
  * and the caller fails open as Postfix does. Results are cached for their TTL (at most
@@ -98,6 +99,28 @@ export function parseDnsxlSite(spec: string): DnsxlSite | { error: string } {
   return { spec, domain, filter: f };
 }
 
+export interface WeightedDnsxlSite extends DnsxlSite {
+  /** How much a listing adds to the client's score; negative for allow lists. */
+  readonly weight: number;
+}
+
+/**
+ * A postscreen_dnsbl_sites entry, "domain[=filter][*weight]" (weight 1 when absent):
+ * split at the first "*" and then at "=", as postscreen_dnsbl.c psc_dnsbl_add_site() does.
+ */
+export function parseWeightedDnsxlSite(entry: string): WeightedDnsxlSite | { error: string } {
+  const star = entry.indexOf('*');
+  let weight = 1;
+  if (star >= 0) {
+    const w = entry.slice(star + 1);
+    if (!/^[+-]?\d{1,9}$/.test(w)) return { error: `bad DNSBL weight factor "${w}" in "${entry}"` };
+    weight = Number(w);
+  }
+  const site = parseDnsxlSite(star >= 0 ? entry.slice(0, star) : entry);
+  if ('error' in site) return { error: `${site.error} in "${entry}"` };
+  return { ...site, weight };
+}
+
 /** The reversed client address: "4.3.2.1" for 1.2.3.4, 32 nibbles for IPv6. */
 export function clientQuery(addr: string): string | null {
   let parsed: ipaddr.IPv4 | ipaddr.IPv6;
@@ -134,6 +157,12 @@ type Raw = { kind: 'listed'; addresses: readonly string[]; txt: string | null } 
  */
 export class DnsxlCache {
   private readonly entries = new Map<string, { expires: number; raw: Raw }>();
+  /**
+   * Lookups in flight: parallel connections from one client (spambots open several at
+   * once) and a list named twice with different filters share one query, as postscreen's
+   * reference-counted scores do.
+   */
+  private readonly inflight = new Map<string, Promise<Raw | { kind: 'error'; reason: string }>>();
   constructor(
     private readonly dns: DnsClient,
     private readonly now: () => number = Date.now,
@@ -147,10 +176,19 @@ export class DnsxlCache {
     return raw;
   }
 
-  private async lookup(name: string): Promise<Raw | { kind: 'error'; reason: string }> {
-    const t = this.now();
+  private lookup(name: string): Promise<Raw | { kind: 'error'; reason: string }> {
     const hit = this.entries.get(name);
-    if (hit && hit.expires > t) return hit.raw;
+    if (hit && hit.expires > this.now()) return Promise.resolve(hit.raw);
+    let p = this.inflight.get(name);
+    if (!p) {
+      p = this.fetch(name).finally(() => this.inflight.delete(name));
+      this.inflight.set(name, p);
+    }
+    return p;
+  }
+
+  private async fetch(name: string): Promise<Raw | { kind: 'error'; reason: string }> {
+    const t = this.now();
     const a = await this.dns.a(name);
     if (a.status === 'notfound') return this.store(name, { kind: 'clean' }, NEGATIVE_TTL, t);
     if (a.status !== 'ok') return { kind: 'error', reason: `${name}: RBL lookup error: ${a.reason}` };

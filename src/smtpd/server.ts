@@ -8,18 +8,23 @@
  *   submission  AUTH PLAIN/LOGIN; relay only when authenticated (its own relay list).
  *   smtps       implicit TLS, otherwise as submission.
  * DIAGNOSTICS: a hook that throws answers 451 4.3.0 and logs the error: a client can never
- * crash the server. Every connect/disconnect/auth is logged.
+ * crash the server. Every connect/disconnect/auth is logged, and every limit hit is one
+ * 'defer' record whose rule is the parameter: anvil's (limits.ts) at connect, MAIL and RCPT,
+ * smtpd_recipient_limit at RCPT, smtpd_hard_error_limit and smtpd_timeout from the patch.
  * SEE ALSO: smtpd(8), master.cf submission/smtps examples, smtp-server README.
  */
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession, type SMTPServerAddress, type SMTPServerAuthentication, type SMTPServerAuthenticationResponse } from 'smtp-server';
 import type { TLSSocket } from 'node:tls';
-import { applySmtpServerPatch } from './smtp-server-patch.js';
+import { applySmtpServerPatch, preGreetingOf, type SessionLimitHit } from './smtp-server-patch.js';
+import { PostscreenCache, type PostscreenReject } from './postscreen.js';
+import { formatProblem } from '../errors.js';
 import { SessionContext, smtpError, type SmtpError } from './session.js';
 import { receiveMessage, type DataStream } from './data.js';
-import { ConnectionLimits } from './limits.js';
-import { reply } from '../mail/reply.js';
+import { ConnectionLimits, anvilSettings, errorLimits, type AnvilSettings, type ErrorLimits, type LimitRefusal } from './limits.js';
+import { formatReply, reply } from '../mail/reply.js';
 import type { SmtpdDeps } from './ports.js';
-import type { SessionState } from '../restrictions/state.js';
+import type { SessionState, Stage } from '../restrictions/state.js';
+import type { EventRecord } from '../log/events.js';
 
 applySmtpServerPatch();
 
@@ -31,7 +36,22 @@ export interface ServiceSpec {
   readonly port: number;
 }
 
-type Session = SMTPServerSession & { unauthPipelining?: boolean };
+type Session = SMTPServerSession & {
+  unauthPipelining?: boolean;
+  /** anvil key of the counted connection (the real peer: XCLIENT may change remoteAddress). */
+  anvilKey?: string;
+  anvil?: AnvilSettings;
+  /** Read by smtp-server-patch.ts: the error tarpit of this session's snapshot. */
+  errorLimits?: ErrorLimits;
+  errorCountExempt?: boolean;
+  /** onClose has run: a hook still awaiting must not count or register the session. */
+  closed?: boolean;
+  /** postscreen's "enforce": the reply to every RCPT of this connection. */
+  postscreen?: PostscreenReject;
+};
+
+// The stage a session limit is logged under, by the command it hit after.
+const COMMAND_STAGE: Record<string, Stage> = { HELO: 'helo', EHLO: 'helo', MAIL: 'mail', RCPT: 'rcpt', DATA: 'data' };
 
 const LOOPBACK = /^(127\.|::1$|::ffff:127\.)/;
 
@@ -42,17 +62,23 @@ export class SmtpListener {
   private readonly sessions = new Map<string, SessionContext>();
   private readonly limits: ConnectionLimits;
   private readonly pending = new Set<Promise<unknown>>();
+  /** postscreen's connect-time tests, compiled per configuration snapshot. */
+  private readonly postscreen: PostscreenCache;
 
   constructor(spec: ServiceSpec, deps: SmtpdDeps, limits: ConnectionLimits) {
     this.spec = spec;
     this.deps = deps;
     this.limits = limits;
+    this.postscreen = new PostscreenCache((p) => deps.log.warn(formatProblem(p), { event: 'config', rule: `${p.file}:${p.line}` }));
+    // Compiled now, so that a bad postscreen_dnsbl_sites entry is reported at start.
+    if (spec.name === 'smtpd') this.postscreen.get(deps.runtime().config);
     this.server = new SMTPServer(this.options());
     this.server.on('error', (err) => deps.log.error(`${spec.name}: ${err.message}`, { service: spec.name }));
   }
 
   private options(): SMTPServerOptions & Record<string, unknown> {
-    const rt = this.deps.runtime();
+    const deps = this.deps;
+    const rt = deps.runtime();
     const cfg = rt.config;
     const auth = this.spec.name !== 'smtpd' || cfg.bool('smtpd_sasl_auth_enable');
     const sizeLimit = Number(cfg.get('message_size_limit')) || 0;
@@ -66,7 +92,6 @@ export class SmtpListener {
       minVersion: 'TLSv1.2',
       name: cfg.get('myhostname'),
       greetingText: cfg.get('smtpd_banner'),
-      greetWaitMs: cfg.time('postscreen_greet_wait'),
       heloResponse: '%s',
       authMethods: ['PLAIN', 'LOGIN'],
       authOptional: true,
@@ -76,8 +101,12 @@ export class SmtpListener {
       maxAllowedUnauthenticatedCommands: false,
       size: sizeLimit || undefined,
       rejectOversized: true,
-      maxRecipients: cfg.int('smtpd_recipient_limit') || undefined,
-      socketTimeout: cfg.time('smtpd_timeout'),
+      // smtpd_recipient_limit is onRcptTo's, after the recipient rate limit as in Postfix.
+      // smtpd_timeout is read when a connection arms its timer, so a reload applies.
+      get socketTimeout(): number {
+        return deps.runtime().config.time('smtpd_timeout');
+      },
+      onSessionLimit: (session: unknown, hit: SessionLimitHit) => this.onSessionLimit(session as Session, hit),
       disableReverseLookup: true,
       useXClient: true,
       xclientAllowed: (ip: string) => this.deps.runtime().xclientHosts(ip),
@@ -165,21 +194,37 @@ export class SmtpListener {
     const rt = this.deps.runtime();
     const cfg = rt.config;
     const ip = session.remoteAddress;
-    if (!rt.limitExceptions(ip, 'unknown')) {
-      const over = this.limits.open(
-        ip,
-        cfg.int('smtpd_client_connection_count_limit'),
-        cfg.int('smtpd_client_connection_rate_limit'),
-        cfg.time('anvil_rate_time_unit'),
-      );
-      if (over) {
-        const text = over === 'count' ? `Error: too many connections from ${ip}` : `Error: too many connection requests from ${ip}`;
-        this.deps.log.event({ event: 'reject', stage: 'connect', session: session.id, client_ip: ip, code: 421, status: '4.7.0', reply: `421 4.7.0 ${cfg.get('myhostname')} ${text}`, rule: over === 'count' ? 'smtpd_client_connection_count_limit' : 'smtpd_client_connection_rate_limit' });
-        throw smtpError(reply(421, '4.7.0', `${cfg.get('myhostname')} ${text}`));
-      }
-      (session as Session & { counted?: boolean }).counted = true;
-    }
+    // Postfix knows the client's name before anvil is asked: exceptions may be .domain names.
     const names = await this.deps.dns.verifiedClientName(ip);
+    // A client gone during the lookup was already through onClose: nothing to count or keep.
+    if (session.closed) throw smtpError(reply(421, '4.4.2', `${cfg.get('myhostname')} Error: lost connection`), true);
+    session.errorLimits = errorLimits(cfg);
+    session.anvil = anvilSettings(cfg);
+    if (!rt.limitExceptions(ip, names.name)) {
+      // Counted even when refused: the slot is held until onClose, as anvil does.
+      const { key, refusal } = this.limits.connect(this.spec.name, ip, session.anvil);
+      session.anvilKey = key;
+      if (refusal) {
+        const d = refusal.decision;
+        this.deps.log.event({
+          event: 'defer',
+          stage: 'connect',
+          session: session.id,
+          client_ip: ip,
+          client_name: names.name,
+          service: this.spec.name,
+          code: d.reply.code,
+          status: d.reply.status,
+          reply: formatReply(d.reply),
+          rule: d.rule,
+          msg: `warning: ${refusal.warning} from ${names.name}[${ip}] for service ${this.spec.name}`,
+        });
+        throw smtpError(d.reply, true);
+      }
+    }
+    // postscreen's tests before the greeting: on the port-25 service only, as it is deployed.
+    const pre = preGreetingOf(session);
+    const screened = this.spec.name === 'smtpd' ? await this.postscreen.get(cfg).screen({ address: ip, port: session.remotePort }, pre, rt.mynetworks(ip)) : null;
     const state: SessionState = {
       client: {
         address: ip,
@@ -199,11 +244,21 @@ export class SmtpListener {
     };
     const policy = rt.policies.get(this.spec.name) ?? rt.policies.get('smtpd')!;
     const ctx = new SessionContext(session.id, rt, policy, state, this.deps.log);
+    if (screened?.kind === 'hangup' || pre?.closed()) {
+      // onClose has already run for this connection: a session kept now would never be freed.
+      for (const n of screened?.notes ?? []) this.deps.log.event({ ...ctx.base(n.event, 'connect'), ...n.fields });
+      return;
+    }
     this.sessions.set(session.id, ctx);
     const rec = ctx.base('connect', 'connect');
     rec.service = this.spec.name;
     rec.msg = `connect from ${ctx.clientLabel()}`;
     this.deps.log.event(rec);
+    if (screened) {
+      for (const n of screened.notes) this.deps.log.event({ ...ctx.base(n.event, 'connect'), ...n.fields });
+      if (screened.kind === 'drop') throw smtpError(screened.decision.reply, true);
+      if (screened.kind === 'enforce') session.postscreen = screened.decision;
+    }
     const d = await policy.checkConnect(state, ctx.effects);
     ctx.flushNotes();
     if (d.kind !== 'permit') {
@@ -288,6 +343,12 @@ export class SmtpListener {
     const declared = Number((args && args.SIZE) ?? NaN);
     if (Number.isFinite(declared)) s.size = declared;
     s.unauthPipelining = !!session.unauthPipelining;
+    const limited = this.anvilEvent(ctx, session, 'mail');
+    if (limited) {
+      const err = ctx.refuse('mail', limited.decision);
+      s.sender = undefined;
+      throw err;
+    }
     const d = await ctx.policy.checkMail(s, ctx.effects);
     ctx.flushNotes();
     if (d.kind !== 'permit') {
@@ -302,10 +363,49 @@ export class SmtpListener {
     const s = ctx.state;
     s.recipient = addr.address;
     s.unauthPipelining = !!session.unauthPipelining;
+    // postscreen "enforce" comes first: in Postfix that client never reaches smtpd at all.
+    if (session.postscreen) throw ctx.refuse('rcpt', session.postscreen, addr.address);
+    // rcpt_cmd()'s order: the client's recipient rate, then the per-message limit, then policy.
+    const limited = this.anvilEvent(ctx, session, 'rcpt');
+    if (limited) throw ctx.refuse('rcpt', limited.decision, addr.address);
+    const max = ctx.runtime.config.int('smtpd_recipient_limit');
+    if (max > 0 && ctx.rcptCount >= max) {
+      // The first smtpd_recipient_overshoot_limit excess recipients are not client errors.
+      if (ctx.rcptOvershoot++ < ctx.runtime.config.int('smtpd_recipient_overshoot_limit')) session.errorCountExempt = true;
+      throw ctx.refuse('rcpt', { kind: 'defer', reply: reply(452, '4.5.3', 'Error: too many recipients'), rule: 'smtpd_recipient_limit', disconnect: false }, addr.address);
+    }
     const d = await ctx.policy.checkRcpt(s, ctx.effects);
     ctx.flushNotes(addr.address);
     if (d.kind !== 'permit') throw ctx.refuse('rcpt', d, addr.address);
+    ctx.rcptCount++;
     if (!s.recipients.some((r) => r.toLowerCase() === addr.address.toLowerCase())) s.recipients.push(addr.address);
+  }
+
+  /**
+   * One MAIL or RCPT for anvil, keyed by the client the restrictions see: after XCLIENT that
+   * is the client behind the proxy (Postfix instead exempts XCLIENT sessions altogether).
+   */
+  private anvilEvent(ctx: SessionContext, session: Session, event: 'mail' | 'rcpt'): LimitRefusal | null {
+    const s = session.anvil;
+    if (!s || (event === 'mail' ? s.messageRateLimit : s.recipientRateLimit) <= 0) return null;
+    const c = ctx.state.client;
+    if (ctx.runtime.limitExceptions(c.address, c.name)) return null;
+    return event === 'mail' ? this.limits.mail(this.spec.name, c.address, s) : this.limits.rcpt(this.spec.name, c.address, s);
+  }
+
+  /** smtpd_hard_error_limit or smtpd_timeout ended the session: one record, as Postfix logs it. */
+  private onSessionLimit(session: Session, hit: SessionLimitHit): void {
+    const ctx = this.sessions.get(session.id);
+    const stage: Stage = COMMAND_STAGE[hit.command] ?? 'connect';
+    const rec: EventRecord = ctx ? ctx.base('defer', stage) : { event: 'defer', stage, session: session.id, client_ip: session.remoteAddress };
+    const label = ctx ? ctx.clientLabel() : `unknown[${session.remoteAddress}]`;
+    rec.code = hit.code;
+    rec.status = hit.status;
+    rec.reply = `${hit.code} ${hit.status} ${hit.text}`;
+    rec.rule = hit.rule;
+    rec.command = hit.command;
+    rec.msg = `${hit.rule === 'smtpd_timeout' ? 'timeout' : 'too many errors'} after ${hit.command} from ${label}`;
+    this.deps.log.event(rec);
   }
 
   private async onDataCommand(session: Session): Promise<SmtpError | null> {
@@ -332,6 +432,8 @@ export class SmtpListener {
       tlsInfo,
       bodyType: String(env.bodyType ?? '').toLowerCase() === '8bitmime' ? '8BITMIME' : '7BIT',
       smtputf8: !!env.smtpUtf8,
+      // gateway.ts adds `metrics` to the deps when metrics_port is set.
+      metrics: (this.deps as { metrics?: Parameters<typeof receiveMessage>[2]['metrics'] }).metrics,
     });
     this.pending.add(p);
     try {
@@ -343,7 +445,11 @@ export class SmtpListener {
 
   private onClose(session: Session): void {
     const ctx = this.sessions.get(session.id);
-    if ((session as Session & { counted?: boolean }).counted) this.limits.close(session.remoteAddress);
+    session.closed = true;
+    if (session.anvilKey) {
+      this.limits.disconnect(session.anvilKey);
+      delete session.anvilKey;
+    }
     if (!ctx) return;
     this.sessions.delete(session.id);
     const rec = ctx.base('disconnect', 'disconnect');

@@ -46,6 +46,10 @@ export class SessionContext {
   /** Queue ID once DATA started. */
   queueId: string | undefined;
   transactionStart = 0;
+  /** Accepted RCPTs of this transaction, duplicates included, for smtpd_recipient_limit. */
+  rcptCount = 0;
+  /** RCPTs refused by smtpd_recipient_limit (smtpd_recipient_overshoot_limit). */
+  rcptOvershoot = 0;
 
   constructor(id: string, runtime: SmtpdRuntime, policy: SmtpdPolicy, state: SessionState, log: MailLogger) {
     this.id = id;
@@ -65,6 +69,8 @@ export class SessionContext {
     this.state.instance = `${this.id}.${Date.now().toString(36)}`;
     this.queueId = undefined;
     this.transactionStart = Date.now();
+    this.rcptCount = 0;
+    this.rcptOvershoot = 0;
   }
 
   clientLabel(): string {
