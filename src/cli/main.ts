@@ -22,6 +22,8 @@ const COMMANDS: ReadonlyMap<string, Loader> = new Map<string, Loader>([
   ['sendmail', () => import('./sendmail.js')],
   ['user', () => import('./user.js')],
   ['trace', () => import('./trace.js')],
+  ['log', () => import('./log.js')],
+  ['report', () => import('./report.js')],
 ]);
 
 const USAGE = `usage: greygate <command> [-c CONFIG_DIR] [args...]

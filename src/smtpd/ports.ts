@@ -5,6 +5,7 @@
  * snapshot (config + compiled policies) that a reload swaps. gateway.ts wires the real
  * implementations in; tests do the same with real ones on loopback.
  */
+import type { TransactionObserver } from '../log/metrics.js';
 import type { Config } from '../config/config.js';
 import type { MailLogger } from '../log/logger.js';
 import type { ClientInfo } from '../restrictions/state.js';
@@ -73,4 +74,6 @@ export interface SmtpdDeps {
   dns: SmtpdDns;
   log: MailLogger;
   tls: { key: Buffer; cert: Buffer };
+  /** Times each transaction; set when metrics_port is. */
+  metrics?: TransactionObserver;
 }

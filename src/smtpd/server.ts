@@ -432,8 +432,7 @@ export class SmtpListener {
       tlsInfo,
       bodyType: String(env.bodyType ?? '').toLowerCase() === '8bitmime' ? '8BITMIME' : '7BIT',
       smtputf8: !!env.smtpUtf8,
-      // gateway.ts adds `metrics` to the deps when metrics_port is set.
-      metrics: (this.deps as { metrics?: Parameters<typeof receiveMessage>[2]['metrics'] }).metrics,
+      metrics: this.deps.metrics,
     });
     this.pending.add(p);
     try {
