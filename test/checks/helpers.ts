@@ -4,7 +4,7 @@
  * temporary config directory (real regexp:/pcre: tables, real Config), a message pushed
  * through a ContentFilter in chunks of any size, and CRLF conversion.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { configFromText } from '../../src/config/config.js';
@@ -25,10 +25,15 @@ export function compileRules(rules: RuleSet, wrapTable?: (t: Table) => Table): C
   for (const [name, text] of Object.entries(rules.files ?? {})) writeFileSync(join(dir, name), text);
   writeFileSync(join(dir, 'main.cf'), rules.mainCf);
   const config = configFromText(dir, join(dir, 'main.cf'), rules.mainCf);
-  return compileChecks(config, (spec) => {
-    const t = openTable(spec, dir);
-    return wrapTable ? wrapTable(t) : t;
-  });
+  try {
+    return compileChecks(config, (spec) => {
+      const t = openTable(spec, dir);
+      return wrapTable ? wrapTable(t) : t;
+    });
+  } finally {
+    // Tables are read when opened; thousands of cases must not leave thousands of dirs.
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** Shorthand: header_checks and/or body_checks given as rule texts. */

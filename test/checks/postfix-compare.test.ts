@@ -11,7 +11,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_WALK_LIMITS, MessageWalker } from '../../src/checks/message-walk.js';
@@ -35,6 +35,8 @@ let confDir: string | null = null;
 function postfixConf(): string {
   if (confDir) return confDir;
   confDir = mkdtempSync(join(tmpdir(), 'gg-checks-postfix-'));
+  const made = confDir;
+  process.once('exit', () => rmSync(made, { recursive: true, force: true }));
   writeFileSync(join(confDir, 'main.cf'), 'compatibility_level = 3.6\n');
   const past = new Date(Date.now() - 60_000);
   utimesSync(join(confDir, 'main.cf'), past, past);

@@ -8,7 +8,7 @@
  * `KEY=VALUE [SOURCE]`, `KEY: not found` or `KEY: error: REASON`.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -84,6 +84,8 @@ let confDir: string | null = null;
 export function postfixConfigDir(): string {
   if (confDir) return confDir;
   confDir = mkdtempSync(join(tmpdir(), 'gg-postfix-conf-'));
+  const made = confDir;
+  process.once('exit', () => rmSync(made, { recursive: true, force: true }));
   writeFileSync(join(confDir, 'main.cf'), 'compatibility_level = 3.6\n');
   // Postfix re-reads a main.cf changed within the last second until it "cools down".
   const past = new Date(Date.now() - 60_000);
