@@ -334,6 +334,8 @@ export class ImapConnection implements ImapSession {
   private readonly opts: ConnectionOptions;
   private readonly reader: CommandReader;
   private userMailbox: UserMailbox | null = null;
+  /** The socket write() corked in this tick (see write()), or null. */
+  private corked: Socket | null = null;
   private busy = false;
   private closed = false;
   private badInARow = 0;
@@ -384,12 +386,32 @@ export class ImapConnection implements ImapSession {
     return caps;
   }
 
+  /**
+   * Writes of one turn of the event loop go out together: a command's untagged responses and
+   * its tagged reply (SELECT's eight lines) become one writev() and one TCP segment instead
+   * of one each, and the client wakes up once. The socket is uncorked on the next tick, so
+   * nothing waits longer than the code that wrote it runs (IDLE's continuation, say).
+   */
   write(data: Buffer): void {
     if (this.closed || this.socket.destroyed) return;
+    if (this.corked === null) {
+      this.corked = this.socket;
+      this.socket.cork();
+      process.nextTick(this.uncork);
+    }
     this.socket.write(data);
   }
 
+  /** Send what write() has gathered now. */
+  private readonly uncork = (): void => {
+    const sock = this.corked;
+    this.corked = null;
+    sock?.uncork();
+  };
+
   drained(): Promise<void> {
+    // A corked socket never drains: what is gathered must go out before waiting for room.
+    this.uncork();
     const sock = this.socket;
     if (this.closed || !sock.writableNeedDrain) return Promise.resolve();
     return new Promise((resolve) => {
@@ -427,6 +449,8 @@ export class ImapConnection implements ImapSession {
     const context = this.opts.secureContext;
     if (this.secure || !context || this.closed) return false;
     const raw = this.socket;
+    // The reply must leave in clear text, ahead of anything the TLS socket writes.
+    this.uncork();
     raw.off('data', this.onData);
     // From now on the TLS socket keeps the time; the raw one only carries its bytes.
     raw.setTimeout(0);
@@ -666,6 +690,7 @@ export class ImapConnection implements ImapSession {
   private end(last: Buffer | null): void {
     if (this.closed) return;
     if (last) this.write(last);
+    this.uncork();
     this.closed = true;
     const sock = this.socket;
     sock.end();

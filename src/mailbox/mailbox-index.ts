@@ -3,7 +3,7 @@
  * SUMMARY: the per-user index of a Maildir that POP3 and IMAP build on: for each folder its
  * UIDVALIDITY and UIDNEXT, and for each message its UID, file name, size, CRLF size,
  * internal date, Maildir flags and IMAP keywords, and the folder's first \Recent UID.
- * Exports MailboxIndex (open, status, uidNext, add, addMany, messages, message, sync, relocate,
+ * Exports MailboxIndex (open, status, folderState, uidNext, add, addMany, messages, message, sync, relocate,
  * setKeywords, remove, claimRecent, renameFolder, reset, folders, close) and the record
  * types. One SQLite file per user (better-sqlite3,
  * WAL), next to the Maildir, so the CLI, the gateway and a second gateway process can share
@@ -65,13 +65,17 @@ export interface NewMessage extends MessageFile {
   readonly keywords?: string;
 }
 
-export interface FolderStatus {
+/** A folder's own row: what folderState() reads. */
+export interface FolderState {
   readonly folder: string;
   readonly uidValidity: number;
   readonly uidNext: number;
-  readonly messages: number;
   /** Messages with this UID or above are \Recent (RFC 3501 2.3.2; Dovecot's first_recent_uid). */
   readonly firstRecentUid: number;
+}
+
+export interface FolderStatus extends FolderState {
+  readonly messages: number;
 }
 
 export interface SyncResult {
@@ -240,6 +244,17 @@ export class MailboxIndex {
         messages: this.stmts.count.get(folder)?.n ?? 0,
         firstRecentUid: f.first_recent,
       };
+    });
+  }
+
+  /**
+   * UIDVALIDITY, UIDNEXT and the first \Recent UID of FOLDER (created on first use):
+   * status() without counting the messages, which on 10,000 of them costs a millisecond.
+   */
+  folderState(folder: string): FolderState {
+    return this.run('read folder status', () => {
+      const f = this.stmts.folder.get(folder) ?? this.db.transaction(() => this.ensureFolder(folder)).immediate();
+      return { folder, uidValidity: f.uidvalidity, uidNext: f.uidnext, firstRecentUid: f.first_recent };
     });
   }
 

@@ -19,7 +19,7 @@
  * (S=, W=, subscriptions); Postfix local/maildir.c; RFC 3501, 4315, 6851.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants as fsConstants, openSync, readSync, renameSync } from 'node:fs';
+import { closeSync, constants as fsConstants, openSync, readSync, renameSync, statfsSync, statSync } from 'node:fs';
 import { copyFile, link, mkdir, open, readdir, readFile, rename, rm, stat, unlink, utimes } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -392,10 +392,62 @@ const HEADER_CHUNK = 8192;
 /** A larger read buffer than this is not kept for the next message. */
 const MAX_KEPT_READ_BUFFER = 4 * 1024 * 1024;
 const LF_LF = Buffer.from('\n\n');
+/** dirStamp()'s stat: nanosecond times, and undefined rather than a throw for a missing directory. */
+const STAT_QUIET = { bigint: true, throwIfNoEntry: false } as const;
 const CR = 0x0d;
 
-/** How long after a directory's last modification its listing is not cached (see syncFolder). */
+/**
+ * How long after a directory's last modification a listing of it is not trusted (see
+ * syncFolder), unless mtimeSettled() may use FINE_DIRTY_MS: a file system that keeps whole
+ * seconds (ext3, HFS+) or two (FAT) gives a second change in the same second the same mtime,
+ * and a file server's clock may be off from ours (Dovecot's MAILDIR_SYNC_SECS is 1 s of drift).
+ */
 const DIRTY_MS = 2000;
+/**
+ * The same for a local file system whose mtimes have a sub-second part, on top of their
+ * apparent granularity: Linux stamps a change from a clock that advances once a tick
+ * (1-10 ms, CONFIG_HZ), so changes within one tick share an mtime even on a nanosecond file
+ * system; 50 ms is several ticks. The clock is this machine's, so there is no drift to allow for.
+ */
+const FINE_DIRTY_MS = 50;
+/** How long after an unconfirmed change its background listing runs (see Maildir.remember()). */
+const CONFIRM_MS = 2 * FINE_DIRTY_MS;
+/**
+ * statfs() f_type of the local file systems whose directory mtimes have the kernel clock's
+ * precision: ext2/3/4, XFS, Btrfs, tmpfs, overlayfs, ZFS, F2FS, bcachefs. Anything else (NFS,
+ * SMB, FUSE, ...) may stamp with another machine's clock and gets DIRTY_MS.
+ */
+const LOCAL_FS_TYPES: ReadonlySet<number> = new Set([0xef53, 0x58465342, 0x9123683e, 0x01021994, 0x794c7630, 0x2fc12fc1, 0xf2f52010, 0xca451a4e]);
+
+/** Whether PATH is on one of LOCAL_FS_TYPES (false when statfs() fails). */
+function onLocalFileSystem(path: string): boolean {
+  try {
+    return LOCAL_FS_TYPES.has(statfsSync(path).type);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Whether a listing of a directory whose mtime is MTIME_NS (ns since the epoch), taken after
+ * reading the clock at NOW_MS, is still the truth as long as the mtime stays the same. A later
+ * change gets an mtime of at least its time less one clock tick and the file system's
+ * granularity, so it cannot repeat an mtime older than that; a recent mtime can be repeated
+ * and must be listed again. LOCAL says the file system stamps with this machine's clock
+ * (onLocalFileSystem). Its granularity is read off the value itself (trailing decimal zeros
+ * of the fraction; no fraction means whole seconds), so an unlucky round value only costs a
+ * listing. A clock that steps back makes mtimes look recent: listed again, never trusted.
+ */
+export function mtimeSettled(mtimeNs: bigint, nowMs: number, local: boolean): boolean {
+  const fraction = mtimeNs % 1_000_000_000n;
+  let windowMs = DIRTY_MS;
+  if (local && fraction !== 0n) {
+    let granularityNs = 1n;
+    while (fraction % (granularityNs * 10n) === 0n) granularityNs *= 10n;
+    windowMs = FINE_DIRTY_MS + Math.ceil(Number(granularityNs) / 1e6);
+  }
+  return mtimeNs <= BigInt(Math.floor(nowMs - windowMs)) * 1_000_000n;
+}
 
 /** Told about every change made through a Maildir (MaildirStore turns it into ChangeListener calls). */
 export type MaildirNotify = (folder: string, change: MailboxChange, origin: ChangeOrigin) => void;
@@ -429,6 +481,10 @@ export class Maildir implements UserMailbox {
   private readonly opened = new Map<string, OpenedFolder>();
   /** The file names of a rows array by subdirectory, for listAndSync()'s quick comparison. */
   private readonly filesOfRows = new WeakMap<readonly IndexedMessage[], { new: Set<string>; cur: Set<string> }>();
+  /** Per folder: the timer of a background listing that will confirm its rows (see remember()). */
+  private readonly confirming = new Map<string, NodeJS.Timeout>();
+  /** Whether the Maildir is on a local file system (see mtimeSettled); asked once. */
+  private localFs: boolean | undefined;
   /** readMany()'s file buffer, reused from message to message. */
   private readBuffer = Buffer.allocUnsafeSlow(64 * 1024);
 
@@ -605,17 +661,17 @@ export class Maildir implements UserMailbox {
    * sync(), returning the index's messages of KEY afterwards (UID order). Like Dovecot, a
    * folder whose new/ and cur/ have not been modified since the last sync, and whose index
    * no other process wrote, is not listed again: an IMAP NOOP or SELECT of a large folder
-   * then costs two stat() calls. A directory modified within the last DIRTY_MS is always
-   * listed (mtime granularity could hide a second change in the same tick).
+   * then costs two stat() calls. A directory modified too recently is always listed (mtime
+   * granularity could hide a second change in the same tick: see mtimeSettled()).
    */
-  private async syncFolder(key: string): Promise<{ result: SyncResult; rows: IndexedMessage[] }> {
+  private async syncFolder(key: string): Promise<{ result: SyncResult; rows: IndexedMessage[]; version: number }> {
     const index = this.index();
-    const stamp = await this.dirStamp(key);
+    const stamp = this.dirStamp(key);
     const version = index.dataVersion();
     const cached = this.synced.get(key);
     if (cached && stamp !== null && cached.stamp === stamp && cached.version === version) {
       this.locate(key, version, cached.rows);
-      return { result: { added: 0, removed: 0, updated: 0 }, rows: cached.rows };
+      return { result: { added: 0, removed: 0, updated: 0 }, rows: cached.rows, version };
     }
     this.synced.delete(key);
     // Rows still exactly the index's (no other writer since): the listing is compared with
@@ -624,25 +680,33 @@ export class Maildir implements UserMailbox {
     const after = index.dataVersion();
     // VERSION was read before the listing: a commit by another writer meanwhile shows as a
     // change at the next sync. A null stamp is never a hit, but the rows are still exact.
-    this.synced.set(key, { stamp, version, rows: out.rows });
+    this.remember(key, { stamp, version, rows: out.rows });
     this.locate(key, after, out.rows);
-    return out;
+    return { ...out, version: after };
   }
 
   /**
-   * The modification times of KEY's new/ and cur/ as one string, or null when either was
-   * modified too recently to be trusted (or is missing).
+   * The inode numbers and modification times (ns) of KEY's new/ and cur/ as one string, or
+   * null when either was modified too recently to be trusted (or is missing). Synchronous on
+   * purpose: two stat() calls of directories in the dentry cache take microseconds, while two
+   * thread-pool round trips were most of a quiet SELECT's time on a busy machine.
    */
-  private async dirStamp(key: string): Promise<string | null> {
+  private dirStamp(key: string): string | null {
     const dir = this.folderPath(key);
+    // The clock first: a change after this reading gets a later mtime (see mtimeSettled).
+    const now = Date.now();
+    let n, c;
     try {
-      const [n, c] = await Promise.all([stat(join(dir, 'new'), { bigint: true }), stat(join(dir, 'cur'), { bigint: true })]);
-      const now = BigInt(Date.now() - DIRTY_MS) * 1_000_000n;
-      if (n.mtimeNs > now || c.mtimeNs > now) return null;
-      return `${n.ino}:${n.mtimeNs}:${c.ino}:${c.mtimeNs}`;
+      n = statSync(join(dir, 'new'), STAT_QUIET);
+      c = statSync(join(dir, 'cur'), STAT_QUIET);
     } catch {
+      // Not listable either: the listing that follows reports why.
       return null;
     }
+    if (!n || !c) return null;
+    const local = (this.localFs ??= onLocalFileSystem(this.root));
+    if (!mtimeSettled(n.mtimeNs, now, local) || !mtimeSettled(c.mtimeNs, now, local)) return null;
+    return `${n.ino}:${n.mtimeNs}:${c.ino}:${c.mtimeNs}`;
   }
 
   /** MailboxIndex.reset(), and the cached listings with it. */
@@ -681,7 +745,49 @@ export class Maildir implements UserMailbox {
       if (r === undefined || r.uid !== u.uid) return;
       rows[i] = { ...r, ...u.entry, ...(u.keywords === undefined ? {} : { keywords: u.keywords }) };
     }
-    this.synced.set(key, { stamp: null, version: base.version, rows });
+    this.remember(key, { stamp: null, version: base.version, rows });
+  }
+
+  /**
+   * Keep ENTRY as what syncFolder() knows of KEY. Rows no listing has confirmed yet (this
+   * process's own change, or directories modified too recently) get one in the background
+   * once the directories have settled, so that the next SELECT or NOOP of a large folder finds
+   * a listing it can trust instead of making one (some 15 ms for 10,000 files) while its client waits.
+   */
+  private remember(key: string, entry: SyncedFolder): void {
+    this.synced.set(key, entry);
+    if (entry.stamp === null) this.confirmLater(key, 0);
+  }
+
+  /**
+   * In a while, list KEY if nothing has confirmed its rows by then (see remember()); ATTEMPT
+   * counts the times its directories were found not yet settled.
+   */
+  private confirmLater(key: string, attempt: number): void {
+    if (this.confirming.has(key)) return;
+    const delay = attempt === 0 && this.localFs !== false ? CONFIRM_MS : DIRTY_MS + CONFIRM_MS;
+    const timer = setTimeout(() => {
+      this.confirming.delete(key);
+      try {
+        // Closed, reset or confirmed meanwhile: nothing to do (and no index to reopen).
+        if (this.openIndex === undefined || this.synced.get(key)?.stamp !== null) return;
+        if (this.dirStamp(key) === null) {
+          // Not settled yet (a whole-second file system, a change since): once more, later.
+          if (attempt < 2) this.confirmLater(key, attempt + 1);
+          return;
+        }
+        this.exclusive(async () => {
+          // Checked again when its turn comes: a folder deleted or renamed meanwhile is not
+          // to be synced (that would give it an index entry again).
+          if (this.openIndex === undefined || this.synced.get(key)?.stamp !== null) return;
+          await this.syncFolder(key);
+        }).catch(() => undefined); // A failure is the next foreground sync's to report.
+      } catch {
+        // Nothing in the background may fail: a foreground sync reports what is wrong.
+      }
+    }, delay);
+    timer.unref();
+    this.confirming.set(key, timer);
   }
 
   /** What syncFolder() remembers of KEY when its rows are still exactly the index's, or null. */
@@ -800,6 +906,8 @@ export class Maildir implements UserMailbox {
     this.openIndex?.close();
     this.openIndex = undefined;
     this.touched();
+    for (const timer of this.confirming.values()) clearTimeout(timer);
+    this.confirming.clear();
   }
 
   // ---- UserMailbox (mail-store.ts): what POP3 and IMAP use. ----
@@ -969,8 +1077,9 @@ export class Maildir implements UserMailbox {
     return this.exclusive(async () => {
       if (!(await this.folderExists(key))) return nonexistent(key);
       await this.ensure(key);
-      let rows = (await this.syncFolder(key)).rows;
-      let c = this.openedFolder(key, rows);
+      const synced = await this.syncFolder(key);
+      let rows = synced.rows;
+      let c = this.openedFolder(key, rows, synced.version);
       if (options.claimRecent && (c === null || c.inNew > 0)) {
         const moved = await this.moveNewToCur(key, rows);
         if (moved !== rows) {
@@ -1003,11 +1112,14 @@ export class Maildir implements UserMailbox {
     });
   }
 
-  /** open()'s snapshot of KEY when ROWS are still the rows it was made from, else null. */
-  private openedFolder(key: string, rows: readonly IndexedMessage[]): OpenedFolder | null {
+  /**
+   * open()'s snapshot of KEY when ROWS are still the rows it was made from and VERSION (the
+   * index's dataVersion() that syncFolder() just read) is still its version, else null.
+   */
+  private openedFolder(key: string, rows: readonly IndexedMessage[], version: number): OpenedFolder | null {
     const c = this.opened.get(key);
     if (!c) return null;
-    if (c.rows === rows && c.version === this.index().dataVersion()) return c;
+    if (c.rows === rows && c.version === version) return c;
     this.opened.delete(key);
     return null;
   }
@@ -1016,7 +1128,7 @@ export class Maildir implements UserMailbox {
   private describeFolder(key: string, rows: readonly IndexedMessage[]): OpenedFolder {
     const index = this.index();
     const version = index.dataVersion();
-    const st = index.status(key);
+    const st = index.folderState(key);
     const keywords = new Set<string>();
     let unseen = 0;
     let firstUnseen = 0;
@@ -1082,7 +1194,7 @@ export class Maildir implements UserMailbox {
     this.index().update(key, updates);
     this.relocated(key, updates);
     // The index now holds exactly OUT: the next sync only has to confirm it with a listing.
-    if (base?.rows === rows) this.synced.set(key, { stamp: null, version: base.version, rows: out });
+    if (base?.rows === rows) this.remember(key, { stamp: null, version: base.version, rows: out });
     return out;
   }
 
@@ -1092,8 +1204,8 @@ export class Maildir implements UserMailbox {
     return this.exclusive(async () => {
       if (!(await this.folderExists(key))) return nonexistent(key);
       await this.ensure(key);
-      const rows = (await this.syncFolder(key)).rows;
-      const c = this.openedFolder(key, rows) ?? this.describeFolder(key, rows);
+      const { rows, version } = await this.syncFolder(key);
+      const c = this.openedFolder(key, rows, version) ?? this.describeFolder(key, rows);
       const recent = rows.length - uidPosition(rows, c.firstRecent);
       return { kind: 'ok', folder: key, messages: rows.length, recent, unseen: c.unseen, uidNext: c.uidNext, uidValidity: c.uidValidity };
     });
@@ -1320,7 +1432,7 @@ export class Maildir implements UserMailbox {
     this.touched(key);
     try {
       uid = this.index().add(key, { ...file, keywords: keywords.join(' ') });
-      uidValidity = this.index().status(key).uidValidity;
+      uidValidity = this.index().folderState(key).uidValidity;
     } catch (err) {
       // The client is told it failed: it must not find the message there after all.
       await unlink(file.path).catch(() => undefined);
@@ -1348,7 +1460,7 @@ export class Maildir implements UserMailbox {
       if (!(await this.folderExists(dst))) return nonexistent(dst);
       await this.ensure(dst);
       const pairs = await this.transfer(src, this.rowsOf(src, uids), dst, how, origin);
-      return { kind: 'ok', uidValidity: this.index().status(dst).uidValidity, pairs };
+      return { kind: 'ok', uidValidity: this.index().folderState(dst).uidValidity, pairs };
     });
   }
 

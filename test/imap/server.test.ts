@@ -2,10 +2,12 @@
  * The IMAP listener with a raw client on loopback: greeting and capabilities, LOGIN and
  * AUTHENTICATE PLAIN, disable_plaintext_auth, STARTTLS and imaps, the state machine,
  * folder commands, APPEND/COPY/MOVE/STORE/EXPUNGE with UIDPLUS codes, limits, the idle
- * timeout, logging, and one user never reaching another's mail.
+ * timeout, logging, one user never reaching another's mail, and a command's responses
+ * leaving in one write.
  */
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
+import type { Server, Socket } from 'node:net';
 import { ImapFixture, sampleMessage } from './imap-fixture.js';
 import { ImapClient } from './imap-client.js';
 
@@ -270,6 +272,39 @@ describe('messages', () => {
     assert.equal((await c.cmd('FETCH 1 FLAGS')).line, 'BAD No mailbox selected.');
     c.close();
     d.close();
+  });
+
+  test('a command\'s responses and its tagged reply leave in one write (SELECT: eight lines, one writev)', async () => {
+    await f.users.add('dave', 'davepw');
+    for (let i = 1; i <= 3; i++) await f.deliver('dave', sampleMessage(`msg ${i}`));
+    // Count what the server's socket hands to the kernel: each _write/_writev is one syscall.
+    const server = (f.plain as unknown as { server: Server }).server;
+    let writes = 0;
+    const count = (sock: Socket): void => {
+      for (const name of ['_write', '_writev'] as const) {
+        const real = sock[name] as (...args: unknown[]) => unknown;
+        sock[name] = function (this: Socket, ...args: unknown[]) {
+          writes++;
+          return real.apply(this, args);
+        } as never;
+      }
+    };
+    server.on('connection', count);
+    const c = await ImapClient.connect(f.plainPort);
+    try {
+      await c.login('dave', 'davepw');
+      writes = 0;
+      const sel = await c.cmd('SELECT INBOX');
+      assert.equal(sel.line, 'OK [READ-WRITE] Select completed.');
+      assert.equal(sel.untagged.length, 7, sel.untagged.join('\n'));
+      assert.equal(writes, 1);
+      writes = 0;
+      await c.cmd('NOOP');
+      assert.equal(writes, 1);
+    } finally {
+      server.off('connection', count);
+      c.close();
+    }
   });
 
   test('APPEND with a synchronizing literal and with LITERAL+, APPENDUID, flags and date', async () => {

@@ -8,12 +8,15 @@
  * letters as mutt and Python's mailbox read them, keywords in the index, letters we do not
  * manage kept), expunge (only \Deleted, limited by UIDs), append (flags, internal date),
  * copy (hard link) and move (rename) with UIDPLUS pairs, change events with their origin,
- * the POP3 lock, UIDs surviving a new store, and schema 1 indexes migrated in place.
+ * the POP3 lock, UIDs surviving a new store, schema 1 indexes migrated in place, and the
+ * listing of a quiet folder reused only while its directories' mtimes are settled (another
+ * writer's change in the same second seen; a recent or future mtime never trusted).
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, stat, rename, utimes } from 'node:fs/promises';
+import { link, mkdtemp, readdir, readFile, rm, stat, rename, unlink, utimes, writeFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -49,6 +52,14 @@ async function ok<T extends { kind: string }>(p: Promise<T>): Promise<Extract<T,
 
 async function files(root: string, sub: 'new' | 'cur', folder = ''): Promise<string[]> {
   return (await readdir(join(root, folder, sub))).sort();
+}
+
+/** Another Maildir writer (procmail, Postfix local): tmp/, then a link into new/, as the spec says. */
+async function foreignDeliver(root: string, tag: string): Promise<void> {
+  const name = `${Math.floor(Date.now() / 1000)}.P${process.pid}_${tag}.other.example`;
+  await writeFile(join(root, 'tmp', name), `Subject: ${tag}\n\n${tag}\n`);
+  await link(join(root, 'tmp', name), join(root, 'new', name));
+  await unlink(join(root, 'tmp', name));
 }
 
 describe('flag helpers', () => {
@@ -387,7 +398,7 @@ describe('UserMailbox messages', () => {
       assert.equal(a.messages, b.messages);
       assert.ok(a.messages.every((m) => !m.recent));
       assert.deepEqual(await ok(box.status('INBOX')), { kind: 'ok', folder: 'INBOX', messages: 4, recent: 0, unseen: 4, uidNext: 5, uidValidity: a.uidValidity });
-      // This process's own change (directories now modified within the last 2 s).
+      // This process's own change (directories now modified too recently to be trusted).
       await box.setFlags('INBOX', [1, 2], ['\\Seen'], 'add');
       const c = await ok(box.open('INBOX'));
       assert.notEqual(c.messages, a.messages);
@@ -413,6 +424,109 @@ describe('UserMailbox messages', () => {
       const e = await ok(box.open('INBOX', { claimRecent: true }));
       assert.deepEqual(e.messages.map((m) => [m.uid, m.recent]), [[1, false], [2, false], [3, false], [4, false], [5, true]]);
       assert.ok((await ok(box.open('INBOX'))).messages.every((m) => !m.recent));
+    } finally {
+      store.close();
+    }
+  });
+
+  it('trusts a listing once the directories\' sub-second mtimes have settled; another writer\'s change in the same second is seen', async (t) => {
+    const { store, box, root } = fresh();
+    try {
+      await store.deliver('alice', msg(1));
+      await store.deliver('alice', msg(2));
+      await ok(box.open('INBOX', { claimRecent: true }));
+      if ((await stat(join(root, 'cur'), { bigint: true })).mtimeNs % 1_000_000_000n === 0n) {
+        t.skip('this file system keeps whole-second mtimes: the 2 s rule applies');
+        return;
+      }
+      // Early in a second, so that everything below happens within it.
+      while (Date.now() % 1000 < 110 || Date.now() % 1000 > 400) await sleep(20);
+      const settled = (Date.now() - 100) / 1000;
+      const setMtime = async (when: number): Promise<void> => {
+        for (const sub of ['new', 'cur']) await utimes(join(root, sub), when, when);
+      };
+      await setMtime(settled);
+      // Lists (this process's own move to cur/ is confirmed by a listing), then trusts it.
+      assert.equal((await ok(box.open('INBOX'))).messages.length, 2);
+      const second = Math.floor(settled);
+      // Proof that the listing is reused: a file slipped in with the mtime put back is not seen.
+      await foreignDeliver(root, 'hidden');
+      await setMtime(settled);
+      assert.equal((await ok(box.open('INBOX'))).messages.length, 2);
+      // A real change by another writer, in the same second as the last one: a new mtime.
+      await foreignDeliver(root, 'same-second');
+      const newMtime = (await stat(join(root, 'new'), { bigint: true })).mtimeNs;
+      // Only a very slow machine gets past the second; the change must be seen all the same.
+      if (newMtime / 1_000_000_000n !== BigInt(second)) t.diagnostic('the second ended before the second write');
+      const after = await ok(box.open('INBOX'));
+      assert.deepEqual(after.messages.map((m) => m.uid), [1, 2, 3, 4]);
+      // mutt sets \Seen on message 1, still within that second (a rename in cur/).
+      const f1 = (await files(root, 'cur'))[0]!;
+      await rename(join(root, 'cur', f1), join(root, 'cur', `${f1.split(':')[0]}:2,S`));
+      assert.deepEqual((await ok(box.open('INBOX'))).messages.map((m) => m.flags), [['\\Seen'], [], [], []]);
+    } finally {
+      store.close();
+    }
+  });
+
+  it('confirms its own changes with a listing in the background, so that the next open() need not list', async () => {
+    const { store, box, root } = fresh();
+    try {
+      for (let i = 1; i <= 3; i++) await store.deliver('alice', msg(i));
+      // A SELECT moves new/ to cur/ (own renames, unconfirmed); the directories then look old.
+      await ok(box.open('INBOX', { claimRecent: true }));
+      const old = (Math.floor(Date.now() / 1000) - 5) + 0.125;
+      const setMtime = async (): Promise<void> => {
+        for (const sub of ['new', 'cur']) await utimes(join(root, sub), old, old);
+      };
+      await setMtime();
+      // The background listing's timer (100 ms) fires before this one: it is queued first.
+      await sleep(400);
+      // A file slipped in with the mtime put back is not seen: that listing is being reused.
+      await foreignDeliver(root, 'hidden');
+      await setMtime();
+      assert.equal((await ok(box.open('INBOX'))).messages.length, 3);
+      // Own flag changes: the same. That background listing finds the hidden file, as any would.
+      await box.setFlags('INBOX', [1], ['\\Seen'], 'add');
+      await setMtime();
+      await sleep(400);
+      const f2 = (await files(root, 'cur')).find((f) => f.endsWith(':2,'))!;
+      await rename(join(root, 'cur', f2), join(root, 'cur', `${f2}F`));
+      await setMtime();
+      assert.deepEqual((await ok(box.open('INBOX'))).messages.map((m) => m.flags), [['\\Seen'], [], [], []]);
+      // Any real change is seen at once, the hidden rename with it.
+      await foreignDeliver(root, 'real');
+      const now = await ok(box.open('INBOX'));
+      assert.equal(now.messages.length, 5);
+      assert.equal(now.messages.filter((m) => m.flags.includes('\\Flagged')).length, 1);
+      // A folder deleted before its background listing is not brought back into the index.
+      await box.createFolder('Gone');
+      await box.append('Gone', msg(9));
+      await ok(box.open('Gone', { claimRecent: true }));
+      await box.setFlags('Gone', [1], ['\\Seen'], 'add');
+      assert.equal((await box.deleteFolder('Gone')).kind, 'ok');
+      await sleep(400);
+      assert.ok(!box.index().folders().includes('Gone'), box.index().folders().join(' '));
+    } finally {
+      store.close();
+    }
+  });
+
+  it('lists again a folder whose directories were modified too recently, even when their mtime repeats', async () => {
+    const { store, box, root } = fresh();
+    try {
+      await store.deliver('alice', msg(1));
+      await ok(box.open('INBOX', { claimRecent: true }));
+      // Modified 10 ms ago, then (a clock stepped back) in the future: neither may be trusted.
+      for (const [i, offsetMs] of [10, -60_000].entries()) {
+        const when = (Date.now() - offsetMs) / 1000;
+        for (const sub of ['new', 'cur']) await utimes(join(root, sub), when, when);
+        await ok(box.open('INBOX'));
+        // Another writer in the same clock tick: the mtime does not move.
+        await foreignDeliver(root, `tick${i}`);
+        for (const sub of ['new', 'cur']) await utimes(join(root, sub), when, when);
+        assert.equal((await ok(box.open('INBOX'))).messages.length, 2 + i, `offset ${offsetMs} ms`);
+      }
     } finally {
       store.close();
     }

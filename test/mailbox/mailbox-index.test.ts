@@ -1,7 +1,7 @@
 /**
  * @module test/mailbox/mailbox-index
  * SUMMARY: MailboxIndex on a real SQLite file and Maildir.sync()/rebuild() on real
- * directories: UIDVALIDITY/UIDNEXT per folder, add() idempotent per name, files dropped in
+ * directories: UIDVALIDITY/UIDNEXT per folder (status() and folderState()), add() idempotent per name, files dropped in
  * by other tools (no S=/W=) getting UIDs in arrival order with their CRLF size counted,
  * moves to cur/ and flag renames recorded, vanished files removed, UIDs never reused, a
  * message indexed during a sync's listing not taken for vanished, reset/rebuild giving a
@@ -51,11 +51,18 @@ describe('MailboxIndex', () => {
       const sent = idx.status('Sent');
       assert.notEqual(sent.uidValidity, inbox.uidValidity, 'no two folders share a UIDVALIDITY');
       assert.deepEqual(idx.status('INBOX'), { folder: 'INBOX', uidValidity: inbox.uidValidity, uidNext: 3, messages: 2, firstRecentUid: 1 });
+      // The same without the count; a folder seen for the first time is created by either.
+      assert.deepEqual(idx.folderState('INBOX'), { folder: 'INBOX', uidValidity: inbox.uidValidity, uidNext: 3, firstRecentUid: 1 });
+      idx.claimRecent('INBOX', 3);
+      assert.equal(idx.folderState('INBOX').firstRecentUid, 3);
+      const drafts = idx.folderState('Drafts');
+      assert.deepEqual(idx.status('Drafts'), { ...drafts, messages: 0 });
+      assert.ok(drafts.uidValidity > sent.uidValidity);
       assert.deepEqual(idx.messages('INBOX').map((m) => [m.uid, m.name, m.size, m.vsize]), [
         [1, 'a', 10, 12],
         [2, 'b', 10, 12],
       ]);
-      assert.deepEqual(idx.folders(), ['INBOX', 'Sent']);
+      assert.deepEqual(idx.folders(), ['Drafts', 'INBOX', 'Sent']);
     } finally {
       idx.close();
     }

@@ -5,7 +5,8 @@
  * LF line ends and prepended headers, nothing left in tmp/, Python's mailbox.Maildir reading
  * what we wrote (messages and folders), concurrent deliveries from this process and from a
  * second one getting distinct files and UIDs, a removed mailbox re-created, and write errors
- * surfacing as StoreError with the errno.
+ * surfacing as StoreError with the errno; when a directory's mtime lets a listing be trusted
+ * (mtimeSettled: whole seconds, nanoseconds, coarser fractions, other file systems' clocks).
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -21,6 +22,7 @@ import {
   MaildirStore,
   fsErrorCode,
   isValidFolderName,
+  mtimeSettled,
   parseMessageFileName,
   sizesFromName,
   toMaildirBytes,
@@ -106,6 +108,26 @@ describe('file names and bytes', () => {
     ['tab\there', false],
   ];
   for (const [name, ok] of folders) it(`folder name ${JSON.stringify(name)} is ${ok ? 'valid' : 'refused'}`, () => assert.equal(isValidFolderName(name), ok));
+});
+
+describe('when a directory listing may be trusted (mtimeSettled)', () => {
+  // The clock reads X.500 s; mtimes are given in ns, as stat(..., {bigint: true}) has them.
+  const NOW_MS = 1_700_000_000_500;
+  const at = (s: string): bigint => BigInt(s.replace('.', ''));
+  const cases: Array<{ name: string; mtime: bigint; local: boolean; want: boolean }> = [
+    { name: 'whole seconds, 1.5 s old: the same second may still change', mtime: at('1699999999.000000000'), local: true, want: false },
+    { name: 'whole seconds, 2.5 s old', mtime: at('1699999998.000000000'), local: true, want: true },
+    { name: 'nanoseconds, 100 ms old', mtime: at('1700000000.400000001'), local: true, want: true },
+    { name: 'nanoseconds, 20 ms old: within a few clock ticks', mtime: at('1700000000.480000001'), local: true, want: false },
+    { name: 'nanoseconds, 100 ms old, not a local file system (another clock)', mtime: at('1700000000.400000001'), local: false, want: false },
+    { name: 'nanoseconds, 2.5 s old, not a local file system', mtime: at('1699999998.000000001'), local: false, want: true },
+    { name: '10 ms granularity, 80 ms old', mtime: at('1700000000.420000000'), local: true, want: true },
+    { name: '10 ms granularity, 50 ms old', mtime: at('1700000000.450000000'), local: true, want: false },
+    { name: '100 ms granularity, 200 ms old', mtime: at('1700000000.300000000'), local: true, want: true },
+    { name: '100 ms granularity, 100 ms old', mtime: at('1700000000.400000000'), local: true, want: false },
+    { name: 'in the future (the clock stepped back)', mtime: at('1700000060.123456789'), local: true, want: false },
+  ];
+  for (const c of cases) it(c.name, () => assert.equal(mtimeSettled(c.mtime, NOW_MS, c.local), c.want));
 });
 
 describe('Maildir delivery', () => {
