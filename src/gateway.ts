@@ -283,6 +283,9 @@ export class Gateway {
         case 'mailbox':
           this.mailboxes.announce(r.user, r.folder, r.change);
           break;
+        case 'recycled':
+          for (const p of r.paths) this.queue.adopt(p);
+          break;
         case 'fatal':
           this.log.error(`delivery: ${r.message}`, { event: 'error' });
           break;

@@ -92,6 +92,11 @@ export interface SchedulerDeps {
   notice(kind: 'failure' | 'delay', env: Envelope, recipients: readonly NoticeRecipient[], message: Buffer, now: number): OutgoingNotice | null;
   /** Commit a new message (a notice) to incoming/; resolves to its queue ID. */
   submit(notice: OutgoingNotice): Promise<string>;
+  /**
+   * Where finished messages' files go for reuse as new queue files (QueueStore.retire and
+   * adopt); without it they are unlinked.
+   */
+  recycle?(path: string): void;
 }
 
 type Source = 'incoming' | 'deferred';
@@ -249,7 +254,7 @@ export class Scheduler {
     const now = Date.now();
     if (env.discard !== undefined) {
       log.event({ event: 'discard', stage: 'qmgr', queue_id: id, from: env.sender, to: openRecipients(env).map((r) => r.address), reply: env.discard, msg: `${id}: discarded${env.discard ? `: ${env.discard}` : ''}` });
-      await store.remove('active', id);
+      await this.finished(id);
       return;
     }
     if (applyRedirectAndBcc(env)) await store.updateEnvelope('active', id, env);
@@ -273,7 +278,7 @@ export class Scheduler {
     if (noticeFor.length > 0) await this.sendNotice('failure', env, noticeFor, body, now);
     const remaining = openRecipients(env);
     if (remaining.length === 0) {
-      await store.remove('active', id);
+      await this.finished(id);
       log.event({ event: 'info', stage: 'qmgr', queue_id: id, msg: `${id}: removed` });
       return;
     }
@@ -298,6 +303,17 @@ export class Scheduler {
   }
 
   /** Route, group into jobs, deliver; outcomes in recipient order. */
+
+  /** finished - the message has left the queue: its file is recycled or removed */
+  private async finished(id: string): Promise<void> {
+    const { store, recycle } = this.deps;
+    if (!recycle) {
+      await store.remove('active', id);
+      return;
+    }
+    const path = await store.retire('active', id);
+    if (path !== null) recycle(path);
+  }
   private async attempt(msg: { readonly id: string }, env: Envelope, open: readonly OpenRecipient[], body: Buffer): Promise<Array<[OpenRecipient, RecipientOutcome]>> {
     const { router, settings } = this.deps.runtime();
     const results: Array<[OpenRecipient, RecipientOutcome]> = [];

@@ -47,6 +47,8 @@ export interface DeliveryServiceDeps {
   readonly ownEndpoints: ReadonlySet<string>;
   /** Whether an address belongs to this host (for `*:port` endpoints). */
   readonly isLocalAddress: (ip: string) => boolean;
+  /** Finished messages' files, for reuse by smtpd's queue writer (SchedulerDeps.recycle). */
+  readonly recycle?: (path: string) => void;
 }
 
 export class DeliveryService {
@@ -102,6 +104,7 @@ export class DeliveryService {
           settings: noticeSettings(this.config),
         }),
       submit: (n) => this.submit(n, 'bounce'),
+      ...(deps.recycle ? { recycle: deps.recycle } : {}),
     });
   }
 

@@ -51,6 +51,8 @@ export type LogEntry =
 export type WorkerReport =
   | { readonly type: 'log'; readonly entries: readonly LogEntry[] }
   | { readonly type: 'mailbox'; readonly user: string; readonly folder: string; readonly change: MailboxChange }
+  /** Files of delivered messages, renamed to temporary names in incoming/, for reuse (QueueStore.adopt). */
+  | { readonly type: 'recycled'; readonly paths: readonly string[] }
   | { readonly type: 'ready' }
   | { readonly type: 'stopped' }
   | { readonly type: 'fatal'; readonly message: string };
@@ -96,6 +98,20 @@ function isLocalAddress(ip: string): boolean {
   return false;
 }
 
+/** Retired queue files go to the gateway's queue writer in one message per event-loop turn. */
+function recycler(): (path: string) => void {
+  let paths: string[] = [];
+  return (path) => {
+    if (paths.length === 0) {
+      setImmediate(() => {
+        post({ type: 'recycled', paths });
+        paths = [];
+      });
+    }
+    paths.push(path);
+  };
+}
+
 async function main(init: WorkerInit): Promise<void> {
   const log = forwardingLogger();
   let config: Config = loadConfig(init.configDir);
@@ -123,6 +139,7 @@ async function main(init: WorkerInit): Promise<void> {
     mailboxes,
     ownEndpoints: endpoints,
     isLocalAddress,
+    recycle: recycler(),
   });
   parentPort!.on('message', (cmd: WorkerCommand) => {
     switch (cmd.type) {

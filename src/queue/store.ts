@@ -50,6 +50,8 @@ const FLUSH_THRESHOLD = 128 * 1024;
 const MAX_ENVELOPE_AREA = 64 * 1024 * 1024;
 const TEMP_PREFIX = '.tmp-';
 const FLUSH_TRIGGER = 'flush';
+/** Retired queue files kept open for reuse at most (QueueStore.adopt). */
+const MAX_ADOPTED = 64;
 /* Postfix's pickup: a message committed by another process (sendmail) is waiting in incoming. */
 const PICKUP_TRIGGER = 'pickup';
 
@@ -231,6 +233,8 @@ interface TempFile {
   fd: number;
   path: string;
   ino: bigint;
+  /** Opened O_DSYNC: every write is durable when it returns. */
+  dsync: boolean;
 }
 
 /**
@@ -246,13 +250,23 @@ class TempPool {
   private seq = 0;
   private closed = false;
 
+  /**
+   * With queue_fsync the files are opened O_DSYNC: the commit's one writev is then durable
+   * when it returns, a threadpool round trip less than write + fdatasync on the 250's path.
+   */
+  private readonly flags: number;
+
   constructor(
     private readonly dir: string,
     private readonly target: number,
     private readonly boot: string,
-  ) {}
+    readonly dsync: boolean,
+  ) {
+    const c = fs.constants;
+    this.flags = c.O_WRONLY | c.O_CREAT | c.O_EXCL | c.O_TRUNC | (dsync ? c.O_DSYNC : 0);
+  }
 
-  private nextPath(): string {
+  nextPath(): string {
     // The thread ID keeps the delivery thread's names apart from smtpd's in the same process.
     return join(this.dir, `${TEMP_PREFIX}${this.boot}-${process.pid}-${Date.now().toString(36)}-${threadId.toString(36)}.${(this.seq++).toString(36)}`);
   }
@@ -267,8 +281,8 @@ class TempPool {
     for (;;) {
       const path = this.nextPath();
       try {
-        const fd = fs.openSync(path, 'wx', FILE_MODE);
-        return { fd, path, ino: fs.fstatSync(fd, { bigint: true }).ino };
+        const fd = fs.openSync(path, this.flags, FILE_MODE);
+        return { fd, path, ino: fs.fstatSync(fd, { bigint: true }).ino, dsync: this.dsync };
       } catch (e) {
         if (errno(e) !== 'EEXIST') throw ioError(`create queue file in ${this.dir}`, e);
       }
@@ -279,9 +293,9 @@ class TempPool {
     for (;;) {
       const path = this.nextPath();
       try {
-        const fd = await fdOpen(path, 'wx', FILE_MODE);
+        const fd = await fdOpen(path, this.flags, FILE_MODE);
         try {
-          return { fd, path, ino: (await fdStat(fd)).ino };
+          return { fd, path, ino: (await fdStat(fd)).ino, dsync: this.dsync };
         } catch (e) {
           await fdClose(fd).catch(() => undefined);
           await unlink(path).catch(() => undefined);
@@ -292,6 +306,40 @@ class TempPool {
       }
     }
   }
+
+  /**
+   * adopt - reuse PATH, a retired queue file of this process (QueueStore.retire), as a
+   * temporary file: opening an existing inode and truncating it is far cheaper than
+   * allocating one (on a crowded ext4 block group, 30 times cheaper). More than
+   * MAX_ADOPTED waiting, or trouble opening it, and the file is simply removed.
+   */
+  adopt(path: string): void {
+    if (this.closed || this.ready.length + this.adopting >= MAX_ADOPTED) {
+      void unlink(path).catch(() => undefined);
+      return;
+    }
+    this.adopting++;
+    const p = this.reopen(path).finally(() => {
+      this.adopting--;
+      this.inflight.delete(p);
+    });
+    this.inflight.add(p);
+  }
+
+  private async reopen(path: string): Promise<void> {
+    let fd: number | null = null;
+    try {
+      fd = await fdOpen(path, this.flags & ~fs.constants.O_CREAT & ~fs.constants.O_EXCL, FILE_MODE);
+      const t: TempFile = { fd, path, ino: (await fdStat(fd)).ino, dsync: this.dsync };
+      if (this.closed) await discardTemp(t);
+      else this.ready.push(t);
+    } catch {
+      if (fd !== null) await fdClose(fd).catch(() => undefined);
+      await unlink(path).catch(() => undefined);
+    }
+  }
+
+  private adopting = 0;
 
   private refill(): void {
     while (!this.closed && this.ready.length + this.inflight.size < this.target) {
@@ -402,12 +450,16 @@ class Writer implements QueueWriter {
         await fdWritevAll(fd, [header], 0);
       }
       this.chunks = [];
-      // Data before name: a crash must never leave a named file without its content.
-      if (this.store.fsync) await fdDatasync(fd);
+      // Data before name: a crash must never leave a named file without its content. The
+      // writes above were O_DSYNC (TempPool) when queue_fsync is set; a file from a pool
+      // made without it is synced here.
+      if (this.store.fsync && !this.temp.dsync) await fdDatasync(fd);
       this.fdOpen = false;
-      await fdClose(fd);
-      await rename(path, final);
+      // Closing needs not wait for the name, nor the name for the close.
+      const [closed, named] = await Promise.allSettled([fdClose(fd), rename(path, final)]);
+      if (named.status === 'rejected') throw named.reason;
       renamed = true;
+      if (closed.status === 'rejected') throw closed.reason;
       if (this.store.fsync) await this.store.syncDir(target);
       this.state = 'done';
       this.envelope = envelope;
@@ -481,7 +533,7 @@ export class QueueStore {
     this.root = root;
     this.fsync = opts.fsync;
     this.idStyle = opts.longQueueIds ? 'long' : 'short';
-    this.pool = new TempPool(join(root, 'incoming'), opts.poolSize ?? 8, this.boot);
+    this.pool = new TempPool(join(root, 'incoming'), opts.poolSize ?? 8, this.boot, opts.fsync);
     for (const q of QUEUE_NAMES) this.syncers.set(q, new DirSyncer(join(root, q)));
   }
 
@@ -667,6 +719,28 @@ export class QueueStore {
   }
 
   /** remove - delete ID from QUEUE; false when it is not there */
+  /**
+   * retire - take ID out of QUEUE for good, like remove(), but keep its file for reuse: it is
+   * renamed to a temporary name in incoming/ (what a crash leaves is a stale temporary file,
+   * purged at the next start) and that path is returned, for adopt() in the process's
+   * smtpd-side store; null when the message was not there.
+   */
+  async retire(queue: MessageQueue, id: string): Promise<string | null> {
+    const to = this.pool.nextPath();
+    try {
+      await rename(this.pathOf(queue, id), to);
+      return to;
+    } catch (e) {
+      if (errno(e) === 'ENOENT') return null;
+      throw ioError(`cannot remove ${queue}/${id}`, e);
+    }
+  }
+
+  /** adopt - reuse a file that retire() returned as the next messages' queue file */
+  adopt(path: string): void {
+    this.pool.adopt(path);
+  }
+
   async remove(queue: MessageQueue, id: string): Promise<boolean> {
     try {
       await unlink(this.pathOf(queue, id));

@@ -256,6 +256,37 @@ describe('queue operations', () => {
     await store.close();
   });
 
+  it('retire + adopt: a finished message\'s file becomes the next queue file (same inode, old bytes gone)', async () => {
+    const { store, data } = await freshStore({ poolSize: 1 });
+    const big = 'Subject: big\r\n\r\n' + 'x'.repeat(300_000) + '\r\n';
+    const id = await commitMessage(store, { body: big, chunk: 64 * 1024 });
+    assert.equal(await store.move(id, 'incoming', 'active'), true);
+    const ino = statSync(join(data, 'queue', 'active', id)).ino;
+    const path = await store.retire('active', id);
+    assert.ok(path && path.startsWith(join(data, 'queue', 'incoming', '.')), String(path));
+    assert.equal(statSync(path).ino, ino);
+    assert.equal(await store.retire('active', id), null, 'gone: null, not an error');
+    assert.equal(await store.locate(id), null);
+    assert.deepEqual(visible(data, 'incoming'), []);
+    store.adopt(path);
+    // The pool reopens it in the background; writers taken meanwhile get other files.
+    let reused: string | null = null;
+    for (let i = 0; i < 50 && reused === null; i++) {
+      const next = await commitMessage(store, { body: 'Subject: small\r\n\r\nhi\r\n' });
+      if (statSync(join(data, 'queue', 'incoming', next)).ino === ino) reused = next;
+      else await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.ok(reused, 'the retired inode came back as a queue file');
+    const m = await store.read('incoming', reused, { withBody: true });
+    assert.equal(m.kind, 'ok');
+    assert.ok(m.kind === 'ok' && m.body && !m.body.includes('x'.repeat(100)), 'the old message is not in the new file');
+    assert.ok(m.kind === 'ok' && m.body?.toString().includes('Subject: small'));
+    // A file that cannot be reopened is dropped quietly; the store goes on.
+    store.adopt(join(data, 'queue', 'incoming', '.tmp-gone'));
+    await commitMessage(store);
+    await store.close();
+  });
+
   it('refuses a path that is not a queue ID', async () => {
     const { store } = await freshStore();
     assert.throws(() => store.pathOf('incoming', '../../etc/passwd'));
