@@ -1,7 +1,7 @@
 /**
  * @module cli/report
  * SUMMARY: `greygate report [--since D] [--until D] [--top N] [--reject-detail N] [--utc]
- * [--file PATH]... [--html FILE] [--json]`: a pflogsumm-style summary of the decision log
+ * [--jobs 1|2] [--file PATH]... [--html FILE] [--json]`: a pflogsumm-style summary of the decision log
  * (maillog_file and its rotated siblings, or the --file paths; '-' is stdin). Prints the
  * text report, or the Report object as JSON (--json); --html FILE writes a self-contained
  * page ('-' = stdout) and then prints nothing else unless --json is given. Exports run().
@@ -12,13 +12,15 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { UsageError } from '../errors.js';
 import { loadConfig } from '../config/config.js';
-import { logFilesFor, parseTimeArg, readLog, type LogFilter } from '../log/read.js';
+import { availableParallelism } from 'node:os';
+import { logFilesFor, parseTimeArg, readLog, type LogFilter, type ReadStats } from '../log/read.js';
+import { PARALLEL_MIN_BYTES, buildReport, splitLog } from '../log/report-parallel.js';
 import { ReportBuilder } from '../log/report.js';
 import { formatReportText } from '../log/report-text.js';
 import { formatReportHtml } from '../log/report-html.js';
 import type { CliIO } from './io.js';
 
-const USAGE = 'usage: greygate report [--since D] [--until D] [--top N] [--reject-detail N] [--utc] [--file PATH]... [--html FILE] [--json]';
+const USAGE = 'usage: greygate report [--since D] [--until D] [--top N] [--reject-detail N] [--utc] [--jobs 1|2] [--file PATH]... [--html FILE] [--json]';
 
 interface Options {
   since: string | null;
@@ -29,6 +31,8 @@ interface Options {
   files: string[];
   html: string | null;
   json: boolean;
+  /** --jobs N: threads for a large log (1 or 2); undefined = 2 on two cores for a log over 32 MB. */
+  jobs: number | undefined;
 }
 
 function count(name: string, v: string): number {
@@ -37,7 +41,7 @@ function count(name: string, v: string): number {
 }
 
 function parseArgs(args: readonly string[]): Options {
-  const o: Options = { since: null, until: null, top: 10, rejectDetail: 25, utc: false, files: [], html: null, json: false };
+  const o: Options = { since: null, until: null, top: 10, rejectDetail: 25, utc: false, files: [], html: null, json: false, jobs: undefined };
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
     if (a === '-h' || a === '--help') throw new UsageError(USAGE);
@@ -73,6 +77,12 @@ function parseArgs(args: readonly string[]): Options {
         if (eq > 0) throw new UsageError('report: --json takes no value');
         o.json = true;
         break;
+      case '--jobs': {
+        const n = count(name, value());
+        if (n < 1 || n > 2) throw new UsageError('report: --jobs is 1 or 2');
+        o.jobs = n;
+        break;
+      }
       case '--utc':
         if (eq > 0) throw new UsageError('report: --utc takes no value');
         o.utc = true;
@@ -103,11 +113,21 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     if (files.length === 0) io.err(`greygate report: warning: no log file ${config.get('maillog_file')} yet: the report is empty\n`);
   }
 
-  const builder = new ReportBuilder({ top: o.top, rejectDetail: o.rejectDetail, utc: o.utc, ...(filter.since !== undefined ? { since: filter.since } : {}), ...(filter.until !== undefined ? { until: filter.until } : {}) });
-  const stats = await readLog(files, filter, (rec, timeMs) => builder.add(rec, timeMs), {
-    stdin: io.stdin,
-    tally: { events: ReportBuilder.TALLIED, onTally: (ev, timeMs) => builder.tally(ev, timeMs) },
-  });
+  const options = { top: o.top, rejectDetail: o.rejectDetail, utc: o.utc, ...(filter.since !== undefined ? { since: filter.since } : {}), ...(filter.until !== undefined ? { until: filter.until } : {}) };
+  // A large log is read by two threads when there are two cores (--jobs 1 turns that off).
+  const jobs = o.jobs ?? (availableParallelism() > 1 ? 2 : 1);
+  const parts = jobs > 1 ? await splitLog(files, o.jobs === undefined ? PARALLEL_MIN_BYTES : 0) : null;
+  let builder: ReportBuilder;
+  let stats: ReadStats;
+  if (parts) ({ builder, stats } = await buildReport(parts, filter, options));
+  else {
+    const b = new ReportBuilder(options);
+    stats = await readLog(files, filter, (rec, timeMs) => b.add(rec, timeMs), {
+      stdin: io.stdin,
+      tally: { events: ReportBuilder.TALLIED, onTally: (ev, timeMs) => b.tally(ev, timeMs) },
+    });
+    builder = b;
+  }
   if (stats.bad > 0) io.err(`greygate report: warning: ${stats.bad} line(s) that are not JSON records were skipped\n`);
   const report = builder.result();
 

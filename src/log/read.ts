@@ -643,6 +643,58 @@ async function readPlain(path: string, chunker: Chunker, signal: AbortSignal | u
   }
 }
 
+/**
+ * The lines of PATH that start at a byte offset in [start, end): a line that begins before
+ * `start` belongs to the previous range, one that begins before `end` is read to its end.
+ */
+async function readPlainRange(range: LogRange, chunker: Chunker, signal: AbortSignal | undefined): Promise<void> {
+  const { path, start, end } = range;
+  let fh;
+  try {
+    fh = await open(path, 'r');
+  } catch (err) {
+    throw readError(path, err);
+  }
+  const buf = Buffer.allocUnsafe(READ_AHEAD);
+  // From the byte before `start`: when it is a newline, the line at `start` is ours.
+  let pos = start > 0 ? start - 1 : 0;
+  let skipping = start > 0;
+  try {
+    while (!signal?.aborted) {
+      let n: number;
+      try {
+        ({ bytesRead: n } = await fh.read(buf, 0, buf.length, pos));
+      } catch (err) {
+        throw readError(path, err);
+      }
+      if (n === 0) break;
+      let piece = buf.subarray(0, n);
+      let at = pos;
+      pos += n;
+      if (skipping) {
+        const nl = piece.indexOf(10);
+        if (nl < 0) continue;
+        skipping = false;
+        piece = piece.subarray(nl + 1);
+        at += nl + 1;
+        // The first line of ours would start at or past the end: the range holds no line.
+        if (at >= end) break;
+      }
+      // The newline that ends the line holding byte end-1 ends this range (it may be pieces later).
+      const from = Math.max(0, end - 1 - at);
+      const nl = from < piece.length ? piece.indexOf(10, from) : -1;
+      if (nl >= 0) {
+        chunker.push(piece.subarray(0, nl + 1));
+        break;
+      }
+      chunker.push(piece);
+    }
+    if (!signal?.aborted) chunker.flush(true);
+  } finally {
+    await fh.close();
+  }
+}
+
 async function readStream(path: string, stream: NodeJS.ReadableStream, chunker: Chunker, signal: AbortSignal | undefined): Promise<void> {
   try {
     for await (const piece of stream as AsyncIterable<Buffer | string>) {
@@ -688,6 +740,32 @@ export async function readLog(
         gunzip.destroy();
       }
     } else await readPlain(path, chunker, opts.signal);
+  }
+  return scanner.stats;
+}
+
+/** Part of a plain (not compressed) log file, by byte offsets: see readLogRanges(). */
+export interface LogRange {
+  readonly path: string;
+  readonly start: number;
+  readonly end: number;
+}
+
+/**
+ * readLog() over parts of plain files: the lines that start in each range, in order. Ranges
+ * that meet at an offset split the file's lines between them exactly once, so a large log
+ * can be read by several threads (cli/report.ts).
+ */
+export async function readLogRanges(
+  ranges: readonly LogRange[],
+  filter: LogFilter,
+  onRecord: (rec: LogRecord, timeMs: number, line: string) => void,
+  opts: Omit<ReadOptions, 'stdin'> = {},
+): Promise<ReadStats> {
+  const scanner = new Scanner(compileFilter(filter, opts.all === true), onRecord, opts.tally);
+  for (const r of ranges) {
+    if (opts.signal?.aborted) break;
+    if (r.end > r.start) await readPlainRange(r, new Chunker(scanner), opts.signal);
   }
   return scanner.stats;
 }

@@ -280,6 +280,25 @@ function pad2(n: number): string {
   return n < 10 ? `0${n}` : String(n);
 }
 
+/** ReportBuilder.state(): what a builder gathered, in a form a worker thread can post. */
+export interface BuilderState {
+  readonly records: number;
+  readonly first: number;
+  readonly last: number;
+  /** The scalar totals, in the order state() writes them. */
+  readonly totals: readonly number[];
+  /** The address/client/reason counters, in the order state() writes them. */
+  readonly counters: ReadonlyArray<Map<string, { n: number }>>;
+  readonly groups: Map<string, Map<string, Group>>;
+  readonly triplets: Map<string, number>;
+  readonly orphanPasses: Set<string>;
+  readonly delays: number[];
+  readonly sizes: Map<string, number>;
+  readonly unsized: Array<[string, string]>;
+  readonly relays: Map<string, Relay>;
+  readonly hours: Map<number, Counts>;
+}
+
 export class ReportBuilder {
   private readonly top: number;
   private readonly rejectDetail: number;
@@ -325,8 +344,13 @@ export class ReportBuilder {
   /** The smtpd session whose greylist record awaits its 450 (logged right after it). */
   private pendingGreylist: string | undefined;
 
+  /** Passes of keys this builder never saw greylisted: a merge pairs them with earlier parts. */
+  private readonly orphanPasses = new Set<string>();
+
   /** Queue ID -> message size, for bytes delivered. */
   private readonly sizes = new Map<string, number>();
+  /** Deliveries whose accept this builder did not see: [queue ID, relay], for a merge. */
+  private readonly unsized: Array<[string, string]> = [];
   private readonly relays = new Map<string, Relay>();
 
   private readonly hours = new Map<number, Counts>();
@@ -502,7 +526,11 @@ export class ReportBuilder {
     if (reason === 'client AWL') this.awlHits++;
     else if (reason === 'client whitelist' || reason === 'recipient whitelist') this.whitelistHits++;
     if (typeof rec.delay === 'number') this.delays.push(rec.delay);
-    if (key !== undefined && this.triplets.get(key) === GREYLISTED) this.triplets.set(key, PASSED);
+    if (key !== undefined) {
+      const state = this.triplets.get(key);
+      if (state === GREYLISTED) this.triplets.set(key, PASSED);
+      else if (state === undefined) this.orphanPasses.add(key);
+    }
   }
 
   private delivery(rec: ReportRecord, timeMs: number, what: 'delivered' | 'deferred' | 'bounced'): void {
@@ -536,7 +564,142 @@ export class ReportBuilder {
     if (size !== undefined) {
       this.bytesDelivered += size;
       r.bytes += size;
+    } else if (qid !== undefined) this.unsized.push([qid, name]);
+  }
+
+  /**
+   * state - everything add() has gathered, as plain data (Maps, Sets, arrays: it can be
+   * posted from a worker thread) for merge() into the builder of the part before it.
+   */
+  state(): BuilderState {
+    return {
+      records: this.records,
+      first: this.first,
+      last: this.last,
+      totals: [this.connections, this.received, this.rejected, this.deferred, this.greylistReplies, this.discarded, this.held, this.rejectWarnings, this.warnings, this.delivered, this.deliveryDeferrals, this.bounced, this.expired, this.bytesReceived, this.bytesDelivered, this.awlHits, this.whitelistHits],
+      counters: [this.recvSenders, this.recvClients, this.recvRecipients, this.rejClients, this.rejSenders, this.rejRecipients, this.passReasons],
+      groups: this.groups,
+      triplets: this.triplets,
+      orphanPasses: this.orphanPasses,
+      delays: this.delays,
+      sizes: this.sizes,
+      unsized: this.unsized,
+      relays: this.relays,
+      hours: this.hours,
+    };
+  }
+
+  /**
+   * merge - add LATER, the state of the builder that read the part of the log right after
+   * this one's, as if this builder had read that part too. The parts must be split where no
+   * greylist record is waiting for its 450 (cli/report.ts splits before a 'connect' line).
+   */
+  merge(later: BuilderState): void {
+    this.records += later.records;
+    this.first = Math.min(this.first, later.first);
+    this.last = Math.max(this.last, later.last);
+    const t = later.totals;
+    this.connections += t[0]!;
+    this.received += t[1]!;
+    this.rejected += t[2]!;
+    this.deferred += t[3]!;
+    this.greylistReplies += t[4]!;
+    this.discarded += t[5]!;
+    this.held += t[6]!;
+    this.rejectWarnings += t[7]!;
+    this.warnings += t[8]!;
+    this.delivered += t[9]!;
+    this.deliveryDeferrals += t[10]!;
+    this.bounced += t[11]!;
+    this.expired += t[12]!;
+    this.bytesReceived += t[13]!;
+    this.bytesDelivered += t[14]!;
+    this.awlHits += t[15]!;
+    this.whitelistHits += t[16]!;
+    const mine = [this.recvSenders, this.recvClients, this.recvRecipients, this.rejClients, this.rejSenders, this.rejRecipients, this.passReasons];
+    later.counters.forEach((m, i) => {
+      const into = mine[i]!;
+      for (const [k, c] of m) {
+        const have = into.get(k);
+        if (have) have.n += c.n;
+        else into.set(k, { n: c.n });
+      }
+    });
+    for (const [stage, rules] of later.groups) {
+      let byRule = this.groups.get(stage);
+      if (!byRule) {
+        byRule = new Map();
+        this.groups.set(stage, byRule);
+      }
+      for (const [rule, g] of rules) {
+        const have = byRule.get(rule);
+        if (!have) {
+          byRule.set(rule, g);
+          continue;
+        }
+        have.count += g.count;
+        have.deferred += g.deferred;
+        for (const c of g.clients) have.clients.add(c);
+        if (g.last >= have.last) {
+          have.last = g.last;
+          have.code = g.code;
+          have.reply = g.reply;
+        }
+      }
     }
+    // What the later part passed without having seen it greylisted was greylisted here.
+    for (const key of later.orphanPasses) {
+      const state = this.triplets.get(key);
+      if (state === GREYLISTED) this.triplets.set(key, PASSED);
+      else if (state === undefined) this.orphanPasses.add(key);
+    }
+    for (const [key, state] of later.triplets) {
+      const have = this.triplets.get(key);
+      if (have === undefined) {
+        this.triplets.set(key, state);
+        this.orphanPasses.delete(key);
+      } else if (have === GREYLISTED && state === PASSED) this.triplets.set(key, PASSED);
+    }
+    for (const d of later.delays) this.delays.push(d);
+    for (const [qid, size] of later.sizes) this.sizes.set(qid, size);
+    for (const [name, r] of later.relays) {
+      const have = this.relays.get(name);
+      if (!have) {
+        this.relays.set(name, r);
+        continue;
+      }
+      have.delivered += r.delivered;
+      have.deferred += r.deferred;
+      have.bounced += r.bounced;
+      have.bytes += r.bytes;
+      have.delaySum += r.delaySum;
+      if (r.delayMax > have.delayMax) have.delayMax = r.delayMax;
+    }
+    // Deliveries there of messages accepted here (merge order: earlier parts first).
+    for (const [qid, relay] of later.unsized) {
+      const size = this.sizes.get(qid);
+      if (size === undefined) {
+        this.unsized.push([qid, relay]);
+        continue;
+      }
+      this.bytesDelivered += size;
+      const r = this.relays.get(relay);
+      if (r) r.bytes += size;
+    }
+    for (const [h, c] of later.hours) {
+      const have = this.hours.get(h);
+      if (!have) {
+        this.hours.set(h, c);
+        continue;
+      }
+      have.received += c.received;
+      have.rejected += c.rejected;
+      have.greylisted += c.greylisted;
+      have.deferred += c.deferred;
+      have.delivered += c.delivered;
+      have.bounced += c.bounced;
+    }
+    this.lastHour = NaN;
   }
 
   private labelHour(h: number): string {

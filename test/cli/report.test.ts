@@ -275,8 +275,20 @@ describe('greygate report on the gateway\'s own log', () => {
     assert.match(h.stdout, /^<!doctype html>[\s\S]*no traffic in the period[\s\S]*<\/html>\n$/);
   });
 
+  it('--jobs 2 (two threads, each half of the log, merged) gives the same report as --jobs 1', async () => {
+    // Three copies end to end, so the cut falls inside a file and sessions repeat across it.
+    const copy = join(tmp, 'thrice.log');
+    for (let i = 0; i < 3; i++) appendFileSync(copy, readFileSync(gw.logFile));
+    const one = await gw.cli(['report', '--json', '--jobs', '1', '--file', copy]);
+    const two = await gw.cli(['report', '--json', '--jobs', '2', '--file', copy]);
+    assert.equal(one.code, 0, one.stderr);
+    assert.equal(two.code, 0, two.stderr);
+    assert.deepEqual(JSON.parse(two.stdout), JSON.parse(one.stdout));
+    assert.equal((JSON.parse(two.stdout) as Report).totals.received, 12);
+  });
+
   it('bad arguments: one line on stderr, exit 2', async () => {
-    for (const args of [['--top', 'x'], ['--bogus'], ['--since', '5q'], ['--file', join(tmp, 'missing.log')], ['--since', '1h', '--until', '2h'], ['extra'], ['--html']]) {
+    for (const args of [['--top', 'x'], ['--bogus'], ['--since', '5q'], ['--file', join(tmp, 'missing.log')], ['--since', '1h', '--until', '2h'], ['extra'], ['--html'], ['--jobs', '3']]) {
       const r = await gw.cli(['report', ...args]);
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.equal(r.stdout, '');

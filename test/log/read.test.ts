@@ -10,14 +10,14 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { ConfigError, UsageError } from '../../src/errors.js';
 import { configFromText } from '../../src/config/config.js';
-import { logFilesFor, parseTimeArg, readLog, type LogFilter, type LogRecord, type ReadStats } from '../../src/log/read.js';
+import { logFilesFor, parseTimeArg, readLog, readLogRanges, type LogFilter, type LogRecord, type ReadStats } from '../../src/log/read.js';
 import { mulberry32 } from '../helpers/prng.js';
 
 let dir: string;
@@ -307,6 +307,34 @@ describe('readLog input', () => {
       if (++n === 10) ac.abort();
     }, { signal: ac.signal });
     assert.ok(stats.matched < lines.length, `read ${stats.matched} of ${lines.length * 2}`);
+  });
+});
+
+describe('readLogRanges', () => {
+  it('ranges that meet at any byte offset read every line exactly once', async () => {
+    const lines = SAMPLE.concat(SAMPLE.map((l) => l.replace('s1', 's1-second-copy')), ['not json', '']);
+    const p = file(lines);
+    const size = readFileSync(p).length;
+    const all = await read([p]);
+    for (let cut = 0; cut <= size; cut++) {
+      const recs: LogRecord[] = [];
+      const onRecord = (r: LogRecord): void => void recs.push(r);
+      const s1 = await readLogRanges([{ path: p, start: 0, end: cut }], {}, onRecord);
+      const s2 = await readLogRanges([{ path: p, start: cut, end: size }], {}, onRecord);
+      assert.deepEqual(recs, all.recs, `cut at ${cut}`);
+      assert.equal(s1.bad + s2.bad, all.stats.bad, `bad lines, cut at ${cut}`);
+    }
+  });
+
+  it('a range inside one long line reads nothing; one ending inside it reads it whole', async () => {
+    const long = line(T0, { event: 'reject', msg: 'y'.repeat(3 * 1024 * 1024) });
+    const p = file([SAMPLE[0]!, long, SAMPLE[1]!]);
+    const start = SAMPLE[0]!.length + 1;
+    const seen: string[] = [];
+    await readLogRanges([{ path: p, start: start + 10, end: start + 20 }], {}, (r) => void seen.push(r.event));
+    assert.deepEqual(seen, []);
+    await readLogRanges([{ path: p, start: 0, end: start + 20 }], {}, (r) => void seen.push(r.event));
+    assert.deepEqual(seen, ['start', 'reject']);
   });
 });
 

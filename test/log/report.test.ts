@@ -309,3 +309,34 @@ test('add() keeps up with the reader: well over 500,000 records/s', () => {
   assert.ok(rate > 500_000, `${rate} records/s`);
   assert.equal(b.result().records, n);
 });
+
+test('merge: a report read in two parts equals the one read whole, wherever the log is cut', () => {
+  const recs = traffic();
+  const whole = build();
+  // Every cut that does not part a greylist record from its 450 (splitLog cuts before a connect line).
+  for (let cut = 0; cut <= recs.length; cut++) {
+    const before = recs[cut - 1]?.[0];
+    if (before?.event === 'greylist' && typeof before.code !== 'number') continue;
+    const a = new ReportBuilder({ utc: true });
+    const b = new ReportBuilder({ utc: true });
+    recs.forEach(([rec, ms], i) => (i < cut ? a : b).add(rec, T0 + ms));
+    // The state crosses a thread as a structured clone.
+    a.merge(structuredClone(b.state()));
+    assert.deepEqual(a.result(), whole, `cut before record ${cut}`);
+  }
+});
+
+test('merge: tallied records and passes of triplets greylisted in the earlier part', () => {
+  const a = new ReportBuilder({ utc: true });
+  const b = new ReportBuilder({ utc: true });
+  a.tally('connect', T0);
+  a.add({ event: 'greylist', stage: 'rcpt', session: 's', action: 'greylist', key: 'K', code: 450, rule: 'check_greylist' }, T0 + 1);
+  a.add({ event: 'greylist', stage: 'rcpt', session: 's', action: 'greylist', key: 'N', code: 450, rule: 'check_greylist' }, T0 + 2);
+  b.tally('connect', T0 + 10);
+  b.add({ event: 'greylist', stage: 'rcpt', session: 't', action: 'pass', reason: 'triplet found', key: 'K', delay: 60, rule: 'check_greylist' }, T0 + 11);
+  a.merge(b.state());
+  const r = a.result();
+  assert.equal(r.totals.connections, 2);
+  assert.equal(r.greylist.triplets, 2);
+  assert.equal(r.greylist.neverRetried, 1);
+});
