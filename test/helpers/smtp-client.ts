@@ -46,11 +46,13 @@ export class SmtpClient {
     for (const f of w) f();
   }
 
-  static async connect(port: number, opts: { host?: string; tls?: boolean; waitGreeting?: boolean } = {}): Promise<SmtpClient> {
+  /** localAddress: the source address (127.0.0.x), to be another client than 127.0.0.1. */
+  static async connect(port: number, opts: { host?: string; tls?: boolean; waitGreeting?: boolean; localAddress?: string } = {}): Promise<SmtpClient> {
     const host = opts.host ?? '127.0.0.1';
+    const local = opts.localAddress ? { localAddress: opts.localAddress } : {};
     const socket: Socket | TLSSocket = opts.tls
-      ? tlsConnect({ port, host, rejectUnauthorized: false })
-      : connect({ port, host });
+      ? tlsConnect({ port, host, rejectUnauthorized: false, ...local })
+      : connect({ port, host, ...local });
     await new Promise<void>((resolve, reject) => {
       socket.once(opts.tls ? 'secureConnect' : 'connect', () => resolve());
       socket.once('error', reject);

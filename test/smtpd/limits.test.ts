@@ -8,86 +8,50 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, type Socket } from 'node:net';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { SmtpClient } from '../helpers/smtp-client.js';
 import { TestDnsServer } from '../fixtures/dns-server.js';
 
-/** A raw SMTP client bound to a chosen 127.0.0.x source address. */
+/** The shared test client from a chosen 127.0.0.x source address, with replies as their raw text. */
 class Peer {
-  private buf = '';
-  private wakers: Array<() => void> = [];
-  closed = false;
-  greeting!: string;
-
-  private constructor(private readonly socket: Socket) {
-    socket.setEncoding('latin1');
-    socket.on('data', (d: string) => {
-      this.buf += d;
-      this.wake();
-    });
-    socket.on('close', () => {
-      this.closed = true;
-      this.wake();
-    });
-    socket.on('error', () => undefined);
-  }
+  private constructor(
+    private readonly c: SmtpClient,
+    readonly greeting: string,
+  ) {}
 
   static async open(port: number, from: string): Promise<Peer> {
-    const socket = connect({ port, host: '127.0.0.1', localAddress: from });
-    await new Promise<void>((resolve, reject) => {
-      socket.once('connect', resolve);
-      socket.once('error', reject);
-    });
-    const p = new Peer(socket);
-    p.greeting = await p.read();
-    return p;
+    const c = await SmtpClient.connect(port, { localAddress: from });
+    return new Peer(c, c.greeting.raw);
   }
 
-  private wake(): void {
-    for (const w of this.wakers.splice(0)) w();
+  get closed(): boolean {
+    return this.c.closed;
   }
 
-  /** One reply (its last line, or all lines of a multi-line reply joined with \n). */
   async read(timeoutMs = 10_000): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const m = /^((?:\d{3}-[^\r\n]*\r\n)*\d{3}(?: [^\r\n]*)?)\r\n/.exec(this.buf);
-      if (m) {
-        this.buf = this.buf.slice(m[0].length);
-        return m[1]!.replace(/\r\n/g, '\n');
-      }
-      if (this.closed) throw new Error(`closed; pending ${JSON.stringify(this.buf)}`);
-      if (Date.now() > deadline) throw new Error(`no reply; pending ${JSON.stringify(this.buf)}`);
-      await new Promise<void>((r) => {
-        const t = setTimeout(r, Math.max(1, deadline - Date.now()));
-        this.wakers.push(() => {
-          clearTimeout(t);
-          r();
-        });
-      });
-    }
+    return (await this.c.read(timeoutMs)).raw;
   }
 
   async cmd(line: string): Promise<string> {
-    this.socket.write(line + '\r\n');
-    return this.read();
+    return (await this.c.cmd(line)).raw;
   }
 
-  async waitClosed(timeoutMs = 3000): Promise<boolean> {
-    const deadline = Date.now() + timeoutMs;
-    while (!this.closed && Date.now() < deadline) await sleep(20);
-    return this.closed;
+  write(raw: string): void {
+    this.c.write(raw);
+  }
+
+  waitClosed(timeoutMs = 3000): Promise<boolean> {
+    return this.c.waitClosed(timeoutMs);
   }
 
   async quit(): Promise<void> {
-    if (!this.closed) this.socket.write('QUIT\r\n');
-    await this.waitClosed();
-    this.socket.destroy();
+    if (!this.c.closed) this.c.write('QUIT\r\n');
+    await this.c.waitClosed();
+    this.c.close();
   }
 
   close(): void {
-    this.socket.destroy();
+    this.c.close();
   }
 }
 
@@ -418,7 +382,7 @@ test('defaults: smtpd_client_event_limit_exceptions = $mynetworks; smtpd_timeout
     assert.match(await stall.cmd('MAIL FROM:<a@example.org>'), /^250/);
     assert.match(await stall.cmd('RCPT TO:<x@relay.test>'), /^250/);
     assert.match(await stall.cmd('DATA'), /^354/);
-    (stall as unknown as { socket: Socket }).socket.write('Subject: half\r\n\r\nsome of the body\r\n');
+    stall.write('Subject: half\r\n\r\nsome of the body\r\n');
     assert.equal(await stall.read(8000), `421 4.4.2 ${HOST} Error: timeout exceeded`);
     assert.ok(await stall.waitClosed());
     await gw2.waitLog((x) => x.rule === 'smtpd_timeout' && x.command === 'DATA');

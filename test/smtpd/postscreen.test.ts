@@ -13,11 +13,11 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, type Socket } from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { SmtpClient, type SmtpReply } from '../helpers/smtp-client.js';
 import { TestDnsServer } from '../fixtures/dns-server.js';
 import { loadConfig } from '../../src/config/config.js';
 import { compilePostscreen, escapeBytes, formatDelay } from '../../src/smtpd/postscreen.js';
@@ -25,88 +25,41 @@ import { parseWeightedDnsxlSite } from '../../src/dns/dnsbl.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-interface Reply {
-  code: number;
-  lines: string[];
-  raw: string;
-}
+type Reply = SmtpReply;
 
-/** A raw SMTP client with a chosen 127.0.0.x source address. */
+/**
+ * The shared test client from a chosen 127.0.0.x source address; it does not wait for the
+ * greeting (postscreen's tests come first) and keeps the time it connected.
+ */
 class Client {
-  private buf = '';
-  private wakers: Array<() => void> = [];
-  closed = false;
   readonly opened = Date.now();
+  /** For writing bytes raw, before the greeting included. */
+  readonly socket = { write: (data: string | Buffer): void => this.c.write(data) };
 
-  private constructor(readonly socket: Socket) {
-    socket.setEncoding('latin1');
-    socket.on('data', (d: string) => {
-      this.buf += d;
-      this.wake();
-    });
-    socket.on('close', () => {
-      this.closed = true;
-      this.wake();
-    });
-    socket.on('error', () => undefined);
+  private constructor(private readonly c: SmtpClient) {}
+
+  static async open(port: number, from: string): Promise<Client> {
+    return new Client(await SmtpClient.connect(port, { localAddress: from, waitGreeting: false }));
   }
 
-  static open(port: number, from: string): Promise<Client> {
-    return new Promise((resolve, reject) => {
-      const s = connect({ port, host: '127.0.0.1', localAddress: from });
-      s.once('connect', () => resolve(new Client(s)));
-      s.once('error', reject);
-    });
+  get closed(): boolean {
+    return this.c.closed;
   }
 
-  private wake(): void {
-    const w = this.wakers;
-    this.wakers = [];
-    for (const f of w) f();
+  read(timeoutMs = 15_000): Promise<Reply> {
+    return this.c.read(timeoutMs);
   }
 
-  /** The next complete reply (multi-line replies whole). */
-  async read(timeoutMs = 15_000): Promise<Reply> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const lines: string[] = [];
-      let pos = 0;
-      for (;;) {
-        const nl = this.buf.indexOf('\r\n', pos);
-        if (nl < 0) break;
-        const line = this.buf.slice(pos, nl);
-        lines.push(line);
-        pos = nl + 2;
-        if (/^\d{3}( |$)/.test(line)) {
-          this.buf = this.buf.slice(pos);
-          return { code: Number(line.slice(0, 3)), lines, raw: lines.join('\n') };
-        }
-      }
-      if (this.closed) throw new Error(`connection closed; pending: ${JSON.stringify(this.buf)}`);
-      if (Date.now() > deadline) throw new Error(`timeout; pending: ${JSON.stringify(this.buf)}`);
-      await new Promise<void>((r) => {
-        const t = setTimeout(r, Math.max(1, deadline - Date.now()));
-        this.wakers.push(() => {
-          clearTimeout(t);
-          r();
-        });
-      });
-    }
+  cmd(line: string): Promise<Reply> {
+    return this.c.cmd(line);
   }
 
-  async cmd(line: string): Promise<Reply> {
-    this.socket.write(`${line}\r\n`);
-    return this.read();
-  }
-
-  async waitClosed(ms = 5000): Promise<boolean> {
-    const end = Date.now() + ms;
-    while (!this.closed && Date.now() < end) await sleep(20);
-    return this.closed;
+  waitClosed(ms = 5000): Promise<boolean> {
+    return this.c.waitClosed(ms);
   }
 
   close(): void {
-    this.socket.destroy();
+    this.c.close();
   }
 }
 
