@@ -284,7 +284,7 @@ export class Gateway {
           this.mailboxes.announce(r.user, r.folder, r.change);
           break;
         case 'recycled':
-          for (const p of r.paths) this.queue.adopt(p);
+          for (const f of r.files) this.queue.adopt(f);
           break;
         case 'fatal':
           this.log.error(`delivery: ${r.message}`, { event: 'error' });

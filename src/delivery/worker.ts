@@ -19,7 +19,7 @@ import type { MailLogger } from '../log/logger.js';
 import { TableCache } from '../tables/open.js';
 import { createDnsClient } from '../dns/resolver.js';
 import type { Envelope } from '../queue/envelope.js';
-import { QueueStore, queueStoreOptions } from '../queue/store.js';
+import { QueueStore, queueStoreOptions, type RetiredFile } from '../queue/store.js';
 import { MaildirStore } from '../mailbox/maildir.js';
 import type { MailboxChange } from '../mailbox/mail-store.js';
 import { UserStore } from '../mailbox/users.js';
@@ -51,8 +51,8 @@ export type LogEntry =
 export type WorkerReport =
   | { readonly type: 'log'; readonly entries: readonly LogEntry[] }
   | { readonly type: 'mailbox'; readonly user: string; readonly folder: string; readonly change: MailboxChange }
-  /** Files of delivered messages, renamed to temporary names in incoming/, for reuse (QueueStore.adopt). */
-  | { readonly type: 'recycled'; readonly paths: readonly string[] }
+  /** Files of delivered messages, renamed to temporary names in incoming/ and opened, for reuse (QueueStore.adopt). */
+  | { readonly type: 'recycled'; readonly files: readonly RetiredFile[] }
   | { readonly type: 'ready' }
   | { readonly type: 'stopped' }
   | { readonly type: 'fatal'; readonly message: string };
@@ -98,17 +98,23 @@ function isLocalAddress(ip: string): boolean {
   return false;
 }
 
-/** Retired queue files go to the gateway's queue writer in one message per event-loop turn. */
-function recycler(): (path: string) => void {
-  let paths: string[] = [];
+/**
+ * Retired queue files are opened here, on this thread, and go to the gateway's queue writer
+ * in one message per event-loop turn: smtpd's thread, the busier one, then only adopts them.
+ */
+function recycler(queue: QueueStore): (path: string) => void {
+  let files: RetiredFile[] = [];
   return (path) => {
-    if (paths.length === 0) {
-      setImmediate(() => {
-        post({ type: 'recycled', paths });
-        paths = [];
-      });
-    }
-    paths.push(path);
+    void queue.reopenRetired(path).then((f) => {
+      if (!f) return;
+      if (files.length === 0) {
+        setImmediate(() => {
+          post({ type: 'recycled', files });
+          files = [];
+        });
+      }
+      files.push(f);
+    });
   };
 }
 
@@ -139,7 +145,7 @@ async function main(init: WorkerInit): Promise<void> {
     mailboxes,
     ownEndpoints: endpoints,
     isLocalAddress,
-    recycle: recycler(),
+    recycle: recycler(queue),
   });
   parentPort!.on('message', (cmd: WorkerCommand) => {
     switch (cmd.type) {

@@ -229,6 +229,9 @@ class DirSyncer {
   }
 }
 
+/** A retired queue file opened for reuse: what one thread hands another (QueueStore.adopt). */
+export type RetiredFile = TempFile;
+
 interface TempFile {
   fd: number;
   path: string;
@@ -308,38 +311,31 @@ class TempPool {
   }
 
   /**
-   * adopt - reuse PATH, a retired queue file of this process (QueueStore.retire), as a
-   * temporary file: opening an existing inode and truncating it is far cheaper than
-   * allocating one (on a crowded ext4 block group, 30 times cheaper). More than
-   * MAX_ADOPTED waiting, or trouble opening it, and the file is simply removed.
+   * reopen - PATH, a retired queue file (QueueStore.retire), opened as a temporary file:
+   * truncated, with this pool's flags. Opening an existing inode is far cheaper than
+   * allocating one (on a crowded ext4 block group, 30 times cheaper). Null (and the file
+   * removed) when that fails.
    */
-  adopt(path: string): void {
-    if (this.closed || this.ready.length + this.adopting >= MAX_ADOPTED) {
-      void unlink(path).catch(() => undefined);
-      return;
-    }
-    this.adopting++;
-    const p = this.reopen(path).finally(() => {
-      this.adopting--;
-      this.inflight.delete(p);
-    });
-    this.inflight.add(p);
-  }
-
-  private async reopen(path: string): Promise<void> {
+  async reopen(path: string): Promise<TempFile | null> {
     let fd: number | null = null;
     try {
       fd = await fdOpen(path, this.flags & ~fs.constants.O_CREAT & ~fs.constants.O_EXCL, FILE_MODE);
-      const t: TempFile = { fd, path, ino: (await fdStat(fd)).ino, dsync: this.dsync };
-      if (this.closed) await discardTemp(t);
-      else this.ready.push(t);
+      return { fd, path, ino: (await fdStat(fd)).ino, dsync: this.dsync };
     } catch {
       if (fd !== null) await fdClose(fd).catch(() => undefined);
       await unlink(path).catch(() => undefined);
+      return null;
     }
   }
 
-  private adopting = 0;
+  /**
+   * adopt - T (from reopen(), in any thread of this process: a descriptor is the process's)
+   * becomes a ready temporary file; past MAX_ADOPTED ready, or once closed, it is discarded.
+   */
+  adopt(t: TempFile): void {
+    if (this.closed || this.ready.length >= MAX_ADOPTED) void discardTemp(t);
+    else this.ready.push(t);
+  }
 
   private refill(): void {
     while (!this.closed && this.ready.length + this.inflight.size < this.target) {
@@ -736,9 +732,17 @@ export class QueueStore {
     }
   }
 
-  /** adopt - reuse a file that retire() returned as the next messages' queue file */
-  adopt(path: string): void {
-    this.pool.adopt(path);
+  /**
+   * reopenRetired - a file that retire() returned, opened for reuse (done by the thread that
+   * retired it, so that smtpd's thread only adopts it); null when that failed
+   */
+  reopenRetired(path: string): Promise<RetiredFile | null> {
+    return this.pool.reopen(path);
+  }
+
+  /** adopt - reuse a file that reopenRetired() opened as a later message's queue file */
+  adopt(file: RetiredFile): void {
+    this.pool.adopt(file);
   }
 
   async remove(queue: MessageQueue, id: string): Promise<boolean> {

@@ -256,7 +256,7 @@ describe('queue operations', () => {
     await store.close();
   });
 
-  it('retire + adopt: a finished message\'s file becomes the next queue file (same inode, old bytes gone)', async () => {
+  it('retire + reopenRetired + adopt: a finished message\'s file becomes a later queue file (same inode, old bytes gone)', async () => {
     const { store, data } = await freshStore({ poolSize: 1 });
     const big = 'Subject: big\r\n\r\n' + 'x'.repeat(300_000) + '\r\n';
     const id = await commitMessage(store, { body: big, chunk: 64 * 1024 });
@@ -268,8 +268,9 @@ describe('queue operations', () => {
     assert.equal(await store.retire('active', id), null, 'gone: null, not an error');
     assert.equal(await store.locate(id), null);
     assert.deepEqual(visible(data, 'incoming'), []);
-    store.adopt(path);
-    // The pool reopens it in the background; writers taken meanwhile get other files.
+    const reopened = await store.reopenRetired(path);
+    assert.ok(reopened, 'reopened');
+    store.adopt(reopened);
     let reused: string | null = null;
     for (let i = 0; i < 50 && reused === null; i++) {
       const next = await commitMessage(store, { body: 'Subject: small\r\n\r\nhi\r\n' });
@@ -281,8 +282,8 @@ describe('queue operations', () => {
     assert.equal(m.kind, 'ok');
     assert.ok(m.kind === 'ok' && m.body && !m.body.includes('x'.repeat(100)), 'the old message is not in the new file');
     assert.ok(m.kind === 'ok' && m.body?.toString().includes('Subject: small'));
-    // A file that cannot be reopened is dropped quietly; the store goes on.
-    store.adopt(join(data, 'queue', 'incoming', '.tmp-gone'));
+    // A file that cannot be reopened is null, not an error; the store goes on.
+    assert.equal(await store.reopenRetired(join(data, 'queue', 'incoming', '.tmp-gone')), null);
     await commitMessage(store);
     await store.close();
   });
