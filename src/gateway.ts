@@ -8,7 +8,7 @@
  * problems are logged. stop() stops accepting, lets transactions in progress finish, exits.
  * SEE ALSO: postfix(1) reload/stop, master(8).
  */
-import { mkdirSync } from 'node:fs';
+import { close as fsClose, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { acquirePidLock, PidLockError } from './util/pid-lock.js';
 import { GreygateError, formatProblem, type Problem } from './errors.js';
@@ -336,6 +336,11 @@ export class Gateway {
   private readonly pendingNotify: NotifyItem[] = [];
   private readonly flushNotify = (): void => {
     const items = this.pendingNotify.splice(0);
+    if (!this.worker) {
+      // No delivery thread (restarting): the scan at its start finds the files; the descriptors are ours to close.
+      for (const it of items) if (it.fd !== undefined) fsClose(it.fd, () => undefined);
+      return;
+    }
     const transfer: ArrayBuffer[] = [];
     for (const it of items) if (it.body) transfer.push(it.body.buffer as ArrayBuffer);
     this.tellDelivery({ type: 'notify', items }, transfer);
@@ -364,15 +369,21 @@ export class Gateway {
             return w.write(chunk);
           },
           commit: async (env, target) => {
-            await w.commit(env, target);
+            // The file's close, too, is left to the delivery thread when it gets the message.
+            const handOver = target === 'incoming' && kept !== null && this.worker !== null;
+            await w.commit(env, target, handOver ? { keepOpen: true } : undefined);
+            const fd = w.takeFd();
             if (target !== 'incoming') return;
             const stored = w.envelope;
             if (stored && kept) {
               // A fresh copy whose memory moves to the delivery thread without another copy.
               const body = Buffer.concat([prependBytes(stored), ...kept]);
               const bytes = new Uint8Array(body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength));
-              this.notifyDelivery({ id: w.queueId, envelope: stored, body: bytes });
-            } else this.notifyDelivery({ id: w.queueId });
+              this.notifyDelivery(fd === null ? { id: w.queueId, envelope: stored, body: bytes } : { id: w.queueId, envelope: stored, body: bytes, fd });
+            } else {
+              if (fd !== null) fsClose(fd, () => undefined);
+              this.notifyDelivery({ id: w.queueId });
+            }
             kept = null;
           },
           abort: () => w.abort(),

@@ -11,6 +11,7 @@
  * logs it and starts a new one.
  * SEE ALSO: delivery/service.ts, gateway.ts, master(8).
  */
+import { close } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { networkInterfaces } from 'node:os';
 import { loadConfig, type Config } from '../config/config.js';
@@ -36,6 +37,8 @@ export interface NotifyItem {
   readonly id: string;
   readonly envelope?: Envelope;
   readonly body?: Uint8Array;
+  /** The committed file's descriptor, for this thread to close (off smtpd's thread). */
+  readonly fd?: number;
 }
 
 export type WorkerCommand =
@@ -151,6 +154,7 @@ async function main(init: WorkerInit): Promise<void> {
     switch (cmd.type) {
       case 'notify':
         for (const it of cmd.items) {
+          if (it.fd !== undefined) close(it.fd, () => undefined);
           const committed = it.envelope && it.body ? { envelope: it.envelope, body: Buffer.from(it.body.buffer, it.body.byteOffset, it.body.byteLength) } : undefined;
           service.notify(it.id, committed);
         }

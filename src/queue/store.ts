@@ -115,7 +115,12 @@ export interface QueueWriter {
    */
   write(chunk: Buffer): void | Promise<void>;
   /** Durable when it resolves: data and envelope fdatasynced, file renamed into `target`, directory fsynced. */
-  commit(envelope: NewEnvelope, target: 'incoming' | 'hold'): Promise<void>;
+  commit(envelope: NewEnvelope, target: 'incoming' | 'hold', opts?: { keepOpen?: boolean }): Promise<void>;
+  /**
+   * With commit(..., { keepOpen: true }): the committed file's descriptor, which is then the
+   * caller's to close (another thread may close it: smtpd hands it to the delivery thread).
+   */
+  takeFd(): number | null;
   /** The envelope as stored, once commit() has resolved. */
   readonly envelope: Envelope | null;
   /** Remove the partial file; a no-op after commit() or a failed commit. */
@@ -427,7 +432,15 @@ class Writer implements QueueWriter {
     return this.chain;
   }
 
-  async commit(input: NewEnvelope, target: 'incoming' | 'hold'): Promise<void> {
+  private keptFd: number | null = null;
+
+  takeFd(): number | null {
+    const fd = this.keptFd;
+    this.keptFd = null;
+    return fd;
+  }
+
+  async commit(input: NewEnvelope, target: 'incoming' | 'hold', opts?: { keepOpen?: boolean }): Promise<void> {
     if (this.state !== 'open') throw new Error(`queue writer ${this.queueId}: commit after ${this.state}`);
     this.state = 'committing';
     const { fd, path } = this.temp;
@@ -450,19 +463,27 @@ class Writer implements QueueWriter {
       // writes above were O_DSYNC (TempPool) when queue_fsync is set; a file from a pool
       // made without it is synced here.
       if (this.store.fsync && !this.temp.dsync) await fdDatasync(fd);
-      this.fdOpen = false;
-      // Closing needs not wait for the name, nor the name for the close.
-      const [closed, named] = await Promise.allSettled([fdClose(fd), rename(path, final)]);
-      if (named.status === 'rejected') throw named.reason;
-      renamed = true;
-      if (closed.status === 'rejected') throw closed.reason;
+      if (opts?.keepOpen) {
+        await rename(path, final);
+        renamed = true;
+        this.fdOpen = false;
+        this.keptFd = fd;
+      } else {
+        this.fdOpen = false;
+        // Closing needs not wait for the name, nor the name for the close.
+        const [closed, named] = await Promise.allSettled([fdClose(fd), rename(path, final)]);
+        if (named.status === 'rejected') throw named.reason;
+        renamed = true;
+        if (closed.status === 'rejected') throw closed.reason;
+      }
       if (this.store.fsync) await this.store.syncDir(target);
       this.state = 'done';
       this.envelope = envelope;
     } catch (e) {
       this.state = 'aborted';
-      if (this.fdOpen) {
+      if (this.fdOpen || this.keptFd !== null) {
         this.fdOpen = false;
+        this.keptFd = null;
         await fdClose(fd).catch(() => undefined);
       }
       // Not durable means not accepted: remove it so the client's retry is the only copy.

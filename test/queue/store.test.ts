@@ -9,7 +9,7 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync, utimesSync, appendFileSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, readdirSync, readFileSync, statSync, writeFileSync, utimesSync, appendFileSync, rmSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { QueueIOError } from '../../src/errors.js';
@@ -285,6 +285,24 @@ describe('queue operations', () => {
     // A file that cannot be reopened is null, not an error; the store goes on.
     assert.equal(await store.reopenRetired(join(data, 'queue', 'incoming', '.tmp-gone')), null);
     await commitMessage(store);
+    await store.close();
+  });
+
+  it('commit(..., { keepOpen }) leaves the descriptor to the caller: takeFd() once, then null', async () => {
+    const { store, data } = await freshStore();
+    const w = store.createWriter();
+    await w.write(Buffer.from(SAMPLE_BODY));
+    await w.commit(sampleEnvelope(), 'incoming', { keepOpen: true });
+    const fd = w.takeFd();
+    assert.equal(typeof fd, 'number');
+    assert.equal(w.takeFd(), null);
+    assert.equal(fstatSync(fd!).ino, statSync(join(data, 'queue', 'incoming', w.queueId)).ino);
+    closeSync(fd!);
+    assert.equal((await store.read('incoming', w.queueId)).kind, 'ok');
+    const plain = store.createWriter();
+    await plain.write(Buffer.from(SAMPLE_BODY));
+    await plain.commit(sampleEnvelope(), 'incoming');
+    assert.equal(plain.takeFd(), null);
     await store.close();
   });
 
