@@ -20,6 +20,7 @@ import { DEFAULT_READER_LIMITS, type ReaderLimits } from './parser.js';
 import { ImapConnection } from './connection.js';
 import type { ImapContext, ImapLoginGuard, ImapUsers } from './command-table.js';
 import { EnvelopeCache } from './envelope-cache.js';
+import { boundPort, listenOn } from '../util/listen.js';
 
 export interface ImapListenerSpec {
   readonly host: string;
@@ -98,20 +99,12 @@ export class ImapListener {
   }
 
   listen(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const onError = (err: Error): void => reject(err);
-      this.server.once('error', onError);
-      this.server.listen(this.spec.port, this.spec.host, () => {
-        this.server.off('error', onError);
-        resolve();
-      });
-    });
+    return listenOn(this.server, this.spec.port, this.spec.host);
   }
 
   /** The bound port (useful with port 0 in tests). */
   port(): number {
-    const a = this.server.address();
-    return typeof a === 'object' && a ? a.port : this.spec.port;
+    return boundPort(this.server, this.spec.port);
   }
 
   /** Number of open client connections. */

@@ -10,6 +10,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { boundPort, listenOn } from '../util/listen.js';
 
 export interface MetricsListenerSpec {
   readonly host: string;
@@ -45,23 +46,15 @@ export class MetricsListener {
     this.onError = onError;
   }
 
-  listen(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const onError = (err: Error): void => reject(err);
-      this.server.once('error', onError);
-      this.server.listen(this.spec.port, this.spec.host, () => {
-        this.server.off('error', onError);
-        // Only now: a failure to listen is the caller's error, reported once by it.
-        this.server.on('error', (err) => this.onError(`metrics: ${err.message}`));
-        resolve();
-      });
-    });
+  async listen(): Promise<void> {
+    await listenOn(this.server, this.spec.port, this.spec.host);
+    // Only now: a failure to listen is the caller's error, reported once by it.
+    this.server.on('error', (err) => this.onError(`metrics: ${err.message}`));
   }
 
   /** The bound port (port 0 in tests). */
   port(): number {
-    const a = this.server.address();
-    return typeof a === 'object' && a ? a.port : this.spec.port;
+    return boundPort(this.server, this.spec.port);
   }
 
   /** Stop at once: a scrape in progress loses nothing that matters. */

@@ -27,6 +27,7 @@ import type { Policy } from '../restrictions/policy.js';
 import { newEffects, type Decision, type GreylistNote, type SessionState, type TransactionEffects } from '../restrictions/state.js';
 import { PolicyRequestReader, formatPolicyReply, type PolicyAttributes } from './protocol.js';
 import { policyAction, type PolicyVerdict } from './action.js';
+import { boundPort, listenOn } from '../util/listen.js';
 
 /** The key of the policy service's Policy in the runtime snapshot's policies. */
 export const POLICYD_POLICY = 'policyd';
@@ -79,16 +80,9 @@ export class PolicyServiceListener {
     this.server.on('error', (err) => deps.log.error(`policyd: ${err.message}`, { service: 'policyd' }));
   }
 
-  listen(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const onError = (err: Error) => reject(err);
-      this.server.once('error', onError);
-      this.server.listen(this.spec.port, this.spec.host, () => {
-        this.server.off('error', onError);
-        this.startSweeper();
-        resolve();
-      });
-    });
+  async listen(): Promise<void> {
+    await listenOn(this.server, this.spec.port, this.spec.host);
+    this.startSweeper();
   }
 
   /** One timer for all requests (not one per request): a decision that never comes. */
@@ -132,8 +126,7 @@ export class PolicyServiceListener {
 
   /** The bound port (useful with port 0 in tests). */
   port(): number {
-    const a = this.server.address();
-    return typeof a === 'object' && a ? a.port : this.spec.port;
+    return boundPort(this.server, this.spec.port);
   }
 
   /** Stop accepting; let requests in progress be answered, then close every connection. */

@@ -15,6 +15,7 @@ import type { MailLogger } from '../log/logger.js';
 import type { LoginGuard } from '../mailbox/login-guard.js';
 import type { MailStore } from '../mailbox/mail-store.js';
 import { Pop3Session } from './session.js';
+import { boundPort, listenOn } from '../util/listen.js';
 
 export interface Pop3ListenerSpec {
   readonly host: string;
@@ -79,20 +80,12 @@ export class Pop3Listener {
     if (this.spec.implicitTls && this.secureContext() === null) {
       return Promise.reject(new Error('pop3s: no TLS key and certificate'));
     }
-    return new Promise((resolve, reject) => {
-      const onError = (err: Error) => reject(err);
-      this.server.once('error', onError);
-      this.server.listen(this.spec.port, this.spec.host, () => {
-        this.server.off('error', onError);
-        resolve();
-      });
-    });
+    return listenOn(this.server, this.spec.port, this.spec.host);
   }
 
   /** The bound port (useful with port 0 in tests). */
   port(): number {
-    const a = this.server.address();
-    return typeof a === 'object' && a ? a.port : this.spec.port;
+    return boundPort(this.server, this.spec.port);
   }
 
   /**

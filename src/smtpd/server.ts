@@ -25,6 +25,7 @@ import { formatReply, reply } from '../mail/reply.js';
 import type { SmtpdDeps } from './ports.js';
 import type { SessionState, Stage } from '../restrictions/state.js';
 import type { EventRecord } from '../log/events.js';
+import { boundPort, listenOn } from '../util/listen.js';
 
 applySmtpServerPatch();
 
@@ -140,20 +141,12 @@ export class SmtpListener {
   }
 
   listen(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const onError = (err: Error) => reject(err);
-      this.server.server.once('error', onError);
-      this.server.listen(this.spec.port, this.spec.host, () => {
-        this.server.server.off('error', onError);
-        resolve();
-      });
-    });
+    return listenOn(this.server.server, this.spec.port, this.spec.host);
   }
 
   /** The bound port (useful with port 0 in tests). */
   port(): number {
-    const a = this.server.server.address();
-    return typeof a === 'object' && a ? a.port : this.spec.port;
+    return boundPort(this.server.server, this.spec.port);
   }
 
   /** Stop accepting; wait for transactions in progress, then close what is left. */
