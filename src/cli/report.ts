@@ -12,10 +12,8 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { UsageError } from '../errors.js';
 import { loadConfig } from '../config/config.js';
-import { availableParallelism } from 'node:os';
-import { logFilesFor, parseTimeArg, readLog, type LogFilter, type ReadStats } from '../log/read.js';
-import { PARALLEL_MIN_BYTES, buildReport, splitLog } from '../log/report-parallel.js';
-import { ReportBuilder } from '../log/report.js';
+import { logFilesFor, parseTimeArg, type LogFilter } from '../log/read.js';
+import { readReport } from '../log/report-reader.js';
 import { formatReportText } from '../log/report-text.js';
 import { formatReportHtml } from '../log/report-html.js';
 import type { CliIO } from './io.js';
@@ -115,19 +113,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
 
   const options = { top: o.top, rejectDetail: o.rejectDetail, utc: o.utc, ...(filter.since !== undefined ? { since: filter.since } : {}), ...(filter.until !== undefined ? { until: filter.until } : {}) };
   // A large log is read by two threads when there are two cores (--jobs 1 turns that off).
-  const jobs = o.jobs ?? (availableParallelism() > 1 ? 2 : 1);
-  const parts = jobs > 1 ? await splitLog(files, o.jobs === undefined ? PARALLEL_MIN_BYTES : 0) : null;
-  let builder: ReportBuilder;
-  let stats: ReadStats;
-  if (parts) ({ builder, stats } = await buildReport(parts, filter, options));
-  else {
-    const b = new ReportBuilder(options);
-    stats = await readLog(files, filter, (rec, timeMs) => b.add(rec, timeMs), {
-      stdin: io.stdin,
-      tally: { events: ReportBuilder.TALLIED, onTally: (ev, timeMs) => b.tally(ev, timeMs) },
-    });
-    builder = b;
-  }
+  const { builder, stats } = await readReport(files, filter, options, { ...(o.jobs !== undefined ? { jobs: o.jobs } : {}), stdin: io.stdin });
   if (stats.bad > 0) io.err(`greygate report: warning: ${stats.bad} line(s) that are not JSON records were skipped\n`);
   const report = builder.result();
 

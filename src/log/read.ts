@@ -74,8 +74,6 @@ export interface ReadOptions {
 
 /** Bytes per read: large reads are what makes a 300 MB log take a fraction of a second. */
 const CHUNK = 4 * 1024 * 1024;
-/** Size of each of readPlain's two read buffers. */
-const READ_AHEAD = 1024 * 1024;
 /** A longer line is not something the logger writes: skipped as bad, never buffered whole. */
 const MAX_LINE = 16 * 1024 * 1024;
 /**
@@ -608,41 +606,6 @@ function readError(path: string, err: unknown): ConfigError {
   return new ConfigError(path, 0, `cannot read the log: ${why}`, { cause: err });
 }
 
-async function readPlain(path: string, chunker: Chunker, signal: AbortSignal | undefined): Promise<void> {
-  let fh;
-  try {
-    fh = await open(path, 'r');
-  } catch (err) {
-    throw readError(path, err);
-  }
-  // Double-buffered: the next read is in flight while this piece is scanned, so the disk
-  // (or page cache copy) and the parsing overlap instead of taking turns.
-  const bufs = [Buffer.allocUnsafe(READ_AHEAD), Buffer.allocUnsafe(READ_AHEAD)];
-  let turn = 0;
-  let pending: Promise<{ bytesRead: number }> | null = fh.read(bufs[0]!, 0, READ_AHEAD, null);
-  try {
-    for (;;) {
-      let n: number;
-      try {
-        ({ bytesRead: n } = await pending);
-      } catch (err) {
-        throw readError(path, err);
-      } finally {
-        pending = null;
-      }
-      if (n === 0 || signal?.aborted) break;
-      const cur = bufs[turn]!;
-      turn ^= 1;
-      pending = fh.read(bufs[turn]!, 0, READ_AHEAD, null);
-      chunker.push(cur.subarray(0, n));
-    }
-    if (!signal?.aborted) chunker.flush(true);
-  } finally {
-    if (pending) await (pending as Promise<unknown>).catch(() => undefined);
-    await fh.close();
-  }
-}
-
 /**
  * The lines of PATH that start at a byte offset in [start, end): a line that begins before
  * `start` belongs to the previous range, one that begins before `end` is read to its end.
@@ -655,39 +618,40 @@ async function readPlainRange(range: LogRange, chunker: Chunker, signal: AbortSi
   } catch (err) {
     throw readError(path, err);
   }
-  const buf = Buffer.allocUnsafe(READ_AHEAD);
   // From the byte before `start`: when it is a newline, the line at `start` is ours.
   let pos = start > 0 ? start - 1 : 0;
   let skipping = start > 0;
   try {
     while (!signal?.aborted) {
+      // Read straight into the chunker's buffer: no copy of a 300 MB log.
+      const room = chunker.space();
       let n: number;
       try {
-        ({ bytesRead: n } = await fh.read(buf, 0, buf.length, pos));
+        ({ bytesRead: n } = await fh.read(room, 0, room.length, pos));
       } catch (err) {
         throw readError(path, err);
       }
       if (n === 0) break;
-      let piece = buf.subarray(0, n);
       let at = pos;
       pos += n;
       if (skipping) {
-        const nl = piece.indexOf(10);
+        const nl = room.subarray(0, n).indexOf(10);
         if (nl < 0) continue;
         skipping = false;
-        piece = piece.subarray(nl + 1);
         at += nl + 1;
         // The first line of ours would start at or past the end: the range holds no line.
         if (at >= end) break;
+        room.copyWithin(0, nl + 1, n);
+        n -= nl + 1;
       }
-      // The newline that ends the line holding byte end-1 ends this range (it may be pieces later).
+      // The newline that ends the line holding byte end-1 ends this range (it may be reads later).
       const from = Math.max(0, end - 1 - at);
-      const nl = from < piece.length ? piece.indexOf(10, from) : -1;
+      const nl = from < n ? room.subarray(0, n).indexOf(10, from) : -1;
       if (nl >= 0) {
-        chunker.push(piece.subarray(0, nl + 1));
+        chunker.filled(nl + 1);
         break;
       }
-      chunker.push(piece);
+      chunker.filled(n);
     }
     if (!signal?.aborted) chunker.flush(true);
   } finally {
@@ -739,7 +703,7 @@ export async function readLog(
         file.destroy();
         gunzip.destroy();
       }
-    } else await readPlain(path, chunker, opts.signal);
+    } else await readPlainRange({ path, start: 0, end: Infinity }, chunker, opts.signal);
   }
   return scanner.stats;
 }
