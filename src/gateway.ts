@@ -36,6 +36,7 @@ import { LoginGuard } from './mailbox/login-guard.js';
 import { Pop3Listener } from './pop3/server.js';
 import { ImapListener } from './imap/server.js';
 import type { SmtpdQueue } from './smtpd/ports.js';
+import { perTurn } from './util/turn-batch.js';
 
 /** Largest message handed from smtpd to the queue manager in memory. */
 const HANDOFF_LIMIT = 256 * 1024;
@@ -328,14 +329,7 @@ export class Gateway {
    * Commits finish in groups (one directory fsync covers several), and a postMessage costs
    * about as much as the rest of the handoff: the group's notices go over in one message.
    */
-  private notifyDelivery(item: NotifyItem): void {
-    if (this.pendingNotify.length === 0) setImmediate(this.flushNotify);
-    this.pendingNotify.push(item);
-  }
-
-  private readonly pendingNotify: NotifyItem[] = [];
-  private readonly flushNotify = (): void => {
-    const items = this.pendingNotify.splice(0);
+  private readonly notifyDelivery = perTurn((items: NotifyItem[]): void => {
     if (!this.worker) {
       // No delivery thread (restarting): the scan at its start finds the files; the descriptors are ours to close.
       for (const it of items) if (it.fd !== undefined) fsClose(it.fd, () => undefined);
@@ -344,7 +338,7 @@ export class Gateway {
     const transfer: ArrayBuffer[] = [];
     for (const it of items) if (it.body) transfer.push(it.body.buffer as ArrayBuffer);
     this.tellDelivery({ type: 'notify', items }, transfer);
-  };
+  });
 
   /** The queue as smtpd sees it: a commit to incoming/ wakes the queue manager at once. */
   private notifyingQueue(): SmtpdQueue {

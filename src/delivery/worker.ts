@@ -26,6 +26,7 @@ import type { MailboxChange } from '../mailbox/mail-store.js';
 import { UserStore } from '../mailbox/users.js';
 import type { Problem } from '../errors.js';
 import { DeliveryService, compileDelivery } from './service.js';
+import { perTurn } from '../util/turn-batch.js';
 
 export interface WorkerInit {
   readonly configDir: string;
@@ -106,17 +107,10 @@ function isLocalAddress(ip: string): boolean {
  * in one message per event-loop turn: smtpd's thread, the busier one, then only adopts them.
  */
 function recycler(queue: QueueStore): (path: string) => void {
-  let files: RetiredFile[] = [];
+  const hand = perTurn((files: RetiredFile[]) => post({ type: 'recycled', files }));
   return (path) => {
     void queue.reopenRetired(path).then((f) => {
-      if (!f) return;
-      if (files.length === 0) {
-        setImmediate(() => {
-          post({ type: 'recycled', files });
-          files = [];
-        });
-      }
-      files.push(f);
+      if (f) hand(f);
     });
   };
 }
