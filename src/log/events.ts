@@ -6,39 +6,43 @@
  * SEE ALSO: design.md "Log", Postfix log_whatsup() in smtpd_check.c.
  */
 
-export type LogEvent =
-  | 'connect'
-  | 'disconnect'
-  | 'reject'
-  | 'reject_warning'
-  | 'defer'
-  | 'greylist'
-  | 'accept'
-  | 'discard'
-  | 'hold'
-  | 'warn'
-  | 'info'
-  | 'prepend'
-  | 'replace'
-  | 'strip'
-  | 'ignore'
-  | 'dunno'
-  | 'pass'
-  | 'redirect'
-  | 'filter'
-  | 'bcc'
-  | 'relay'
-  | 'deliver'
-  | 'bounce'
-  | 'expire'
-  | 'auth'
-  | 'starttls'
-  | 'xclient'
-  | 'config'
-  | 'reload'
-  | 'start'
-  | 'stop'
-  | 'error';
+/** Every event value the gateway logs, in one list (`greygate log --event` checks against it). */
+export const LOG_EVENTS = [
+  'connect',
+  'disconnect',
+  'reject',
+  'reject_warning',
+  'defer',
+  'greylist',
+  'accept',
+  'discard',
+  'hold',
+  'warn',
+  'info',
+  'prepend',
+  'replace',
+  'strip',
+  'ignore',
+  'dunno',
+  'pass',
+  'redirect',
+  'filter',
+  'bcc',
+  'relay',
+  'deliver',
+  'bounce',
+  'expire',
+  'auth',
+  'starttls',
+  'xclient',
+  'config',
+  'reload',
+  'start',
+  'stop',
+  'error',
+] as const;
+
+export type LogEvent = (typeof LOG_EVENTS)[number];
 
 export interface EventRecord {
   event: LogEvent;
